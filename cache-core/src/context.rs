@@ -1,0 +1,379 @@
+//! The context: what a task run can know about where it runs, as `prefect.context`.
+//!
+//! Inside a task body, [`current()`] gives the date, the flow's name, run id and
+//! parameters, the task's name and how many times it has run. Tests and callers can
+//! override parts of it for a scope, most usefully the [`date`](Context::date) and the
+//! [`Clock`] that decides when cached outputs expire:
+//!
+//! ```
+//! use taskcache_core::context::{Context, ManualClock};
+//! use chrono::{TimeZone, Utc};
+//!
+//! let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap());
+//! Context::current().with_clock(clock.clock()).scope(|| {
+//!     let ctx = taskcache_core::context::current();
+//!     assert_eq!(ctx.today(), "2026-11-23");
+//!     assert_eq!(ctx.date().format("%A").to_string(), "Monday");
+//! });
+//! ```
+//!
+//! The context is per thread. A thread you spawn starts with the default context; pass
+//! `Context::current()` into it and call [`Context::scope`] there to carry it along.
+
+use crate::flow::FlowRunInfo;
+use crate::parameters::Parameters;
+use crate::store::OutputCache;
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// Where "now" comes from: the system clock, or one a test controls.
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>>);
+
+impl Clock {
+    /// The system clock (the default).
+    pub fn system() -> Self {
+        Clock(None)
+    }
+
+    /// A clock that always reads `at`.
+    pub fn fixed(at: DateTime<Utc>) -> Self {
+        Clock(Some(Arc::new(move || at)))
+    }
+
+    /// A clock that reads `f()`.
+    pub fn from_fn(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Clock(Some(Arc::new(f)))
+    }
+
+    /// The current time by this clock.
+    #[inline]
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.0 {
+            None => Utc::now(),
+            Some(f) => f(),
+        }
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            None => f.write_str("Clock::system"),
+            Some(_) => write!(f, "Clock({})", self.now()),
+        }
+    }
+}
+
+/// A clock that stands still until moved: for testing expiry.
+#[derive(Clone, Debug)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        ManualClock(Arc::new(Mutex::new(start)))
+    }
+
+    /// The current reading.
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *t += TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX);
+    }
+
+    /// Sets the reading to `at`.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    /// A [`Clock`] that reads this one.
+    pub fn clock(&self) -> Clock {
+        let me = self.clone();
+        Clock::from_fn(move || me.now())
+    }
+}
+
+/// The task-level part of the context, set while a task body runs.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskInfo {
+    pub(crate) name: &'static str,
+    pub(crate) run_count: u32,
+}
+
+/// What a task run can know about where it runs. Cheap to clone.
+///
+/// Read it with [`current()`]; override parts of it for a scope with the `with_*`
+/// methods and [`Context::scope`].
+#[derive(Clone, Default)]
+pub struct Context {
+    pub(crate) date: Option<DateTime<Utc>>,
+    pub(crate) clock: Clock,
+    pub(crate) flow: Option<Arc<FlowRunInfo>>,
+    pub(crate) task: Option<TaskInfo>,
+    pub(crate) map_index: Option<usize>,
+    pub(crate) cache: Option<Arc<OutputCache>>,
+    pub(crate) checkpointing: Option<bool>,
+    pub(crate) values: Option<Arc<BTreeMap<String, String>>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// The context of the current thread (a default one outside any flow or scope).
+pub fn current() -> Context {
+    Context::current()
+}
+
+impl Context {
+    /// The context of the current thread (a default one outside any flow or scope).
+    pub fn current() -> Context {
+        CURRENT.with(|c| c.borrow().clone().unwrap_or_default())
+    }
+
+    /// Reads the current context without cloning it.
+    pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Context>) -> R) -> R {
+        CURRENT.with(|c| f(c.borrow().as_ref()))
+    }
+
+    /// Runs `f` with `self` as the current context, then restores the previous one
+    /// (also when `f` panics).
+    pub fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.enter();
+        f()
+    }
+
+    /// Makes `self` the current context until the guard is dropped.
+    pub(crate) fn enter(self) -> ScopeGuard {
+        let previous = CURRENT.with(|c| c.replace(Some(self)));
+        ScopeGuard { previous }
+    }
+
+    /// The same context with `date` pinned: templates, `today` and friends read it.
+    pub fn with_date(mut self, date: DateTime<Utc>) -> Self {
+        self.date = Some(date);
+        self
+    }
+
+    /// The same context with another clock: expirations are computed and checked by it,
+    /// and `date` follows it unless pinned.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The same context with its own output cache instead of the process-wide one:
+    /// tasks run in this scope neither see nor fill the process-wide cache.
+    pub fn with_cache(mut self, cache: Arc<OutputCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The same context with a map index, shown in `task_full_name` as `name[index]`.
+    pub fn with_map_index(mut self, index: usize) -> Self {
+        self.map_index = Some(index);
+        self
+    }
+
+    /// The same context with the global checkpointing switch set for this scope,
+    /// overriding the `TASKCACHE_CHECKPOINTING` environment variable.
+    pub fn with_checkpointing(mut self, on: bool) -> Self {
+        self.checkpointing = Some(on);
+        self
+    }
+
+    /// The same context with an extra value, readable with [`Context::get`] and in
+    /// templates as `{key}`.
+    pub fn with_value(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        Arc::make_mut(self.values.get_or_insert_with(Default::default))
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// The clock in force.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The current time by the clock in force.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The run's date: pinned with [`with_date`](Self::with_date), else the start of the
+    /// flow run, else now.
+    pub fn date(&self) -> DateTime<Utc> {
+        self.date
+            .or_else(|| self.flow.as_ref().map(|f| f.date))
+            .unwrap_or_else(|| self.clock.now())
+    }
+
+    /// `date` as `YYYY-MM-DD`.
+    pub fn today(&self) -> String {
+        self.date().format("%Y-%m-%d").to_string()
+    }
+
+    /// The day before `date`, as `YYYY-MM-DD`.
+    pub fn yesterday(&self) -> String {
+        (self.date() - TimeDelta::days(1)).format("%Y-%m-%d").to_string()
+    }
+
+    /// The day after `date`, as `YYYY-MM-DD`.
+    pub fn tomorrow(&self) -> String {
+        (self.date() + TimeDelta::days(1)).format("%Y-%m-%d").to_string()
+    }
+
+    /// `date` as `YYYYMMDD`.
+    pub fn today_nodash(&self) -> String {
+        self.date().format("%Y%m%d").to_string()
+    }
+
+    /// The day before `date`, as `YYYYMMDD`.
+    pub fn yesterday_nodash(&self) -> String {
+        (self.date() - TimeDelta::days(1)).format("%Y%m%d").to_string()
+    }
+
+    /// The day after `date`, as `YYYYMMDD`.
+    pub fn tomorrow_nodash(&self) -> String {
+        (self.date() + TimeDelta::days(1)).format("%Y%m%d").to_string()
+    }
+
+    /// The name of the flow being run.
+    pub fn flow_name(&self) -> Option<&str> {
+        self.flow.as_ref().map(|f| &*f.name)
+    }
+
+    /// The id of the flow run (a v4 UUID).
+    pub fn flow_run_id(&self) -> Option<&str> {
+        self.flow.as_ref().map(|f| &*f.run_id)
+    }
+
+    /// The parameters of the flow run (none outside a flow).
+    pub fn parameters(&self) -> &Parameters {
+        static NONE: Parameters = Parameters::none();
+        self.flow.as_ref().map_or(&NONE, |f| &f.parameters)
+    }
+
+    /// The name of the task whose body is running.
+    pub fn task_name(&self) -> Option<&'static str> {
+        self.task.as_ref().map(|t| t.name)
+    }
+
+    /// The task's name with the map index, as `name[index]`, or the name alone.
+    pub fn task_full_name(&self) -> Option<String> {
+        let name = self.task_name()?;
+        Some(match self.map_index {
+            Some(i) => format!("{name}[{i}]"),
+            None => name.to_owned(),
+        })
+    }
+
+    /// Which attempt of the task is running: 1 for the first run, 2 for the first retry.
+    pub fn task_run_count(&self) -> u32 {
+        self.task.as_ref().map_or(0, |t| t.run_count)
+    }
+
+    /// The map index set with [`with_map_index`](Self::with_map_index).
+    pub fn map_index(&self) -> Option<usize> {
+        self.map_index
+    }
+
+    /// The output cache in force: this scope's own, or the process-wide one.
+    pub fn cache(&self) -> &Arc<OutputCache> {
+        self.cache.as_ref().unwrap_or_else(|| OutputCache::global())
+    }
+
+    /// Any context value by its Prefect name, rendered as text: `today`, `flow_name`,
+    /// `task_run_count`, `date` (RFC 3339), a value set with
+    /// [`with_value`](Self::with_value), or a flow parameter. `None` when unknown.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let text = match key {
+            "date" => self.date().to_rfc3339(),
+            "today" => self.today(),
+            "yesterday" => self.yesterday(),
+            "tomorrow" => self.tomorrow(),
+            "today_nodash" => self.today_nodash(),
+            "yesterday_nodash" => self.yesterday_nodash(),
+            "tomorrow_nodash" => self.tomorrow_nodash(),
+            "flow_name" => self.flow_name()?.to_owned(),
+            "flow_run_id" => self.flow_run_id()?.to_owned(),
+            "task_name" => self.task_name()?.to_owned(),
+            "task_full_name" => self.task_full_name()?,
+            "task_run_count" => self.task_run_count().to_string(),
+            "map_index" => self.map_index?.to_string(),
+            _ => {
+                if let Some(v) = self.values.as_ref().and_then(|m| m.get(key)) {
+                    v.clone()
+                } else {
+                    self.parameters().get(key)?.render()
+                }
+            }
+        };
+        Some(text)
+    }
+
+    /// The names [`get`](Self::get) answers in this context.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = [
+            "date",
+            "today",
+            "yesterday",
+            "tomorrow",
+            "today_nodash",
+            "yesterday_nodash",
+            "tomorrow_nodash",
+            "task_run_count",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if self.flow.is_some() {
+            keys.extend(["flow_name", "flow_run_id"].map(String::from));
+        }
+        if self.task.is_some() {
+            keys.extend(["task_name", "task_full_name"].map(String::from));
+        }
+        if self.map_index.is_some() {
+            keys.push("map_index".into());
+        }
+        keys.extend(self.values.iter().flat_map(|m| m.keys().cloned()));
+        keys.extend(self.parameters().iter().map(|(k, _)| k.to_owned()));
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("date", &self.date())
+            .field("flow_name", &self.flow_name())
+            .field("flow_run_id", &self.flow_run_id())
+            .field("parameters", self.parameters())
+            .field("task_name", &self.task_name())
+            .field("task_run_count", &self.task_run_count())
+            .field("map_index", &self.map_index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Restores the previous context when dropped.
+pub(crate) struct ScopeGuard {
+    previous: Option<Context>,
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}

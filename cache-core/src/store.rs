@@ -1,0 +1,356 @@
+//! The in-process output cache: cached outputs by cache key, as Prefect keeps them in
+//! `prefect.context`.
+//!
+//! Each cache key (a task's `cache_key`, or else its name) holds candidates: outputs
+//! with the [`Cached`] record they were made from. Candidates are grouped by a
+//! fingerprint of their hashed inputs, so a validator that needs equal inputs
+//! (`all_inputs`) finds its candidate without scanning the others. Each key has its own
+//! lock, held only to look up or insert, never while a task body runs.
+//!
+//! Concurrent runs of the same key with the same inputs compute once: the first becomes
+//! the leader of a *flight*, the others wait for it and then look again (single-flight).
+
+use crate::hash::InputDigest;
+use crate::parameters::Parameters;
+use crate::state::{Cached, HashedInputs};
+use crate::validators::CacheValidator;
+use chrono::{DateTime, Utc};
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+/// The cache of task outputs kept in process memory.
+///
+/// One process-wide instance ([`OutputCache::global`]) serves every task unless a
+/// scope installs its own with [`Context::with_cache`](crate::context::Context::with_cache).
+#[derive(Default)]
+pub struct OutputCache {
+    keys: RwLock<HashMap<Box<str>, Arc<KeyCache>>>,
+}
+
+impl OutputCache {
+    /// An empty cache, for a scope of its own (tests, isolated runs).
+    pub fn new() -> Arc<Self> {
+        Arc::new(OutputCache::default())
+    }
+
+    /// The process-wide cache.
+    pub fn global() -> &'static Arc<OutputCache> {
+        static GLOBAL: OnceLock<Arc<OutputCache>> = OnceLock::new();
+        GLOBAL.get_or_init(OutputCache::new)
+    }
+
+    /// The candidates under `key`, created empty on first use.
+    pub(crate) fn key(&self, key: &str) -> Arc<KeyCache> {
+        if let Some(k) = read(&self.keys).get(key) {
+            return Arc::clone(k);
+        }
+        Arc::clone(write(&self.keys).entry(key.into()).or_default())
+    }
+
+    /// The number of cached outputs under `key` (expired ones not yet pruned included).
+    pub fn len_of(&self, key: &str) -> usize {
+        read(&self.keys)
+            .get(key)
+            .map_or(0, |k| read(&k.candidates).len)
+    }
+
+    /// Forgets every cached output under `key`.
+    pub fn clear_key(&self, key: &str) {
+        write(&self.keys).remove(key);
+    }
+
+    /// Forgets every cached output.
+    pub fn clear(&self) {
+        write(&self.keys).clear();
+    }
+}
+
+impl std::fmt::Debug for OutputCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = read(&self.keys);
+        f.debug_map()
+            .entries(keys.iter().map(|(k, v)| (k, read(&v.candidates).len)))
+            .finish()
+    }
+}
+
+/// One cached output.
+pub(crate) struct Entry {
+    pub(crate) cached: Arc<Cached>,
+    pub(crate) value: Box<dyn Any + Send + Sync>,
+}
+
+/// The candidates and flights of one cache key.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    candidates: RwLock<Candidates>,
+    flights: Mutex<HashMap<u64, Arc<Flight>, BuildFingerprint>>,
+}
+
+#[derive(Default)]
+struct Candidates {
+    by_inputs: HashMap<u64, Vec<Entry>, BuildFingerprint>,
+    len: usize,
+    sweep_at: usize,
+}
+
+/// Why no candidate served a run: for the log line of a miss.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct MissReason {
+    pub(crate) expired: usize,
+    pub(crate) invalid: usize,
+    pub(crate) other_type: usize,
+}
+
+impl MissReason {
+    pub(crate) fn describe(&self) -> &'static str {
+        match (self.invalid + self.other_type, self.expired) {
+            (0, 0) => "no cached output",
+            (0, _) => "the cached output has expired",
+            _ if self.other_type > 0 => "the cached output under this key has another type",
+            _ => "the cache is invalid for these inputs or parameters",
+        }
+    }
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup<T> {
+    Hit(T, Arc<Cached>),
+    Miss(MissReason),
+}
+
+impl KeyCache {
+    /// The first valid candidate, cloned out; `inputs` is `None` when the validator does
+    /// not need them (they were not hashed).
+    pub(crate) fn find<T: Clone + 'static>(
+        &self,
+        validator: &CacheValidator,
+        inputs: Option<&HashedInputs<'_>>,
+        parameters: &Parameters,
+        now: DateTime<Utc>,
+    ) -> Lookup<T> {
+        let candidates = read(&self.candidates);
+        let mut reason = MissReason::default();
+        let mut check = |entry: &Entry| -> Option<T> {
+            let cached = &entry.cached;
+            if cached.is_expired(now) {
+                reason.expired += 1;
+                return None;
+            }
+            let valid = match inputs {
+                Some(i) => validator.is_valid(cached, i, parameters, now),
+                // The validator ignores inputs: hand it the candidate's own.
+                None => validator.is_valid(cached, &cached.hashed_inputs, parameters, now),
+            };
+            if !valid {
+                reason.invalid += 1;
+                return None;
+            }
+            match entry.value.downcast_ref::<T>() {
+                Some(v) => Some(v.clone()),
+                None => {
+                    reason.other_type += 1;
+                    None
+                }
+            }
+        };
+        let hit = |entry: &Entry, v: T| Lookup::Hit(v, Arc::clone(&entry.cached));
+        if let Some(inputs) = inputs {
+            let fp = fingerprint(inputs.digests());
+            if let Some(bucket) = candidates.by_inputs.get(&fp) {
+                for entry in bucket {
+                    if let Some(v) = check(entry) {
+                        return hit(entry, v);
+                    }
+                }
+            }
+            if validator.requires_equal_inputs() {
+                return Lookup::Miss(reason);
+            }
+            for (_, bucket) in candidates.by_inputs.iter().filter(|(k, _)| **k != fp) {
+                for entry in bucket {
+                    if let Some(v) = check(entry) {
+                        return hit(entry, v);
+                    }
+                }
+            }
+        } else {
+            for entry in candidates.by_inputs.values().flatten() {
+                if let Some(v) = check(entry) {
+                    return hit(entry, v);
+                }
+            }
+        }
+        Lookup::Miss(reason)
+    }
+
+    /// Keeps an output; prunes expired candidates from time to time, so that the cost
+    /// of pruning stays proportional to the number of inserts.
+    pub(crate) fn insert(&self, entry: Entry, now: DateTime<Utc>) {
+        let fp = fingerprint(entry.cached.hashed_inputs.digests());
+        let mut c = write(&self.candidates);
+        let bucket = c.by_inputs.entry(fp).or_default();
+        let before = bucket.len();
+        bucket.retain(|e| !e.cached.is_expired(now));
+        let pruned = before - bucket.len();
+        bucket.push(entry);
+        c.len = c.len + 1 - pruned;
+        if c.len >= c.sweep_at {
+            c.by_inputs.retain(|_, bucket| {
+                bucket.retain(|e| !e.cached.is_expired(now));
+                !bucket.is_empty()
+            });
+            c.len = c.by_inputs.values().map(Vec::len).sum();
+            c.sweep_at = (c.len * 2).max(64);
+        }
+    }
+
+    /// Joins the flight for these inputs: the first caller leads (and must run the body),
+    /// later ones get the flight to wait on.
+    pub(crate) fn join_flight(self: &Arc<Self>, inputs: &HashedInputs<'_>) -> Join {
+        let fp = fingerprint(inputs.digests());
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = flights.get(&fp) {
+            if *f.digests == *inputs.digests() {
+                return Join::Wait(Arc::clone(f));
+            }
+            // A fingerprint collision between different inputs: run independently.
+            return Join::Alone;
+        }
+        let flight = Arc::new(Flight {
+            digests: inputs.digests().into(),
+            done: Mutex::new(FlightState::default()),
+            landed: Condvar::new(),
+        });
+        flights.insert(fp, Arc::clone(&flight));
+        Join::Leader(FlightGuard {
+            key: Arc::clone(self),
+            fp,
+            flight,
+        })
+    }
+}
+
+/// The outcome of [`KeyCache::join_flight`].
+pub(crate) enum Join {
+    /// Run the body; the guard releases the waiters when dropped.
+    Leader(FlightGuard),
+    /// Another run with the same inputs is computing: wait, then look again.
+    Wait(Arc<Flight>),
+    /// Run without single-flight.
+    Alone,
+}
+
+/// A computation in progress that others may wait for.
+pub(crate) struct Flight {
+    digests: Box<[InputDigest]>,
+    done: Mutex<FlightState>,
+    landed: Condvar,
+}
+
+#[derive(Default)]
+struct FlightState {
+    done: bool,
+    wakers: Vec<Waker>,
+}
+
+impl Flight {
+    /// Blocks until the leader has finished.
+    pub(crate) fn wait(&self) {
+        let mut state = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !state.done {
+            state = self.landed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits, without blocking the thread, until the leader has finished.
+    pub(crate) fn landed(self: Arc<Self>) -> FlightLanded {
+        FlightLanded(self)
+    }
+}
+
+/// The future of [`Flight::landed`].
+pub(crate) struct FlightLanded(Arc<Flight>);
+
+impl Future for FlightLanded {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let mut state = self.0.done.lock().unwrap_or_else(|e| e.into_inner());
+        if state.done {
+            Poll::Ready(())
+        } else {
+            if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                state.wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+    }
+}
+
+/// Held by a flight's leader; when dropped (after the output is inserted, or when the
+/// body failed or panicked) the waiters are released to look again.
+pub(crate) struct FlightGuard {
+    key: Arc<KeyCache>,
+    fp: u64,
+    flight: Arc<Flight>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.key
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.fp);
+        let wakers = {
+            let mut state = self.flight.done.lock().unwrap_or_else(|e| e.into_inner());
+            state.done = true;
+            std::mem::take(&mut state.wakers)
+        };
+        self.flight.landed.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// A 64-bit fingerprint of a list of SHA-256 digests, for grouping candidates. Equal
+/// fingerprints are always confirmed by comparing the digests themselves.
+fn fingerprint(digests: &[InputDigest]) -> u64 {
+    digests.iter().fold(digests.len() as u64, |acc, d| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&d.0[..8]);
+        acc.rotate_left(17) ^ u64::from_le_bytes(word)
+    })
+}
+
+/// The fingerprints are already uniformly distributed: hash them as themselves.
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type BuildFingerprint = BuildHasherDefault<FingerprintHasher>;
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}

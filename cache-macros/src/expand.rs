@@ -1,0 +1,277 @@
+//! Emitting the code for an already-checked task or flow.
+//!
+//! For `#[task] fn add(x: i64, y: i64) -> i64 { x + y }` the expansion is:
+//! the function itself, whose body is `add::run(x, y).into_output()`; a type `add` (type
+//! namespace only, so it does not clash with the function); and an `impl add` with
+//! `spec()` (the settings, a `static`) and `run(…)` (one call of the runtime with the
+//! original body in a closure). Everything from the runtime is named through
+//! `::taskcache::…` so that the user's own `Result` or `Option` cannot interfere.
+
+use crate::attr::{FlowArgs, TaskArgs, ValidatorArg};
+use crate::model::Function;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::{Attribute, FnArg, Pat};
+
+/// The pieces shared by tasks and flows: the outer function, the type, the doc.
+struct Frame<'a> {
+    func: &'a Function,
+    /// `#[cfg]` attributes, repeated on every generated item.
+    cfgs: Vec<&'a Attribute>,
+}
+
+impl<'a> Frame<'a> {
+    fn new(func: &'a Function) -> Self {
+        let cfgs = func.item.attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
+        Frame { func, cfgs }
+    }
+
+    /// The user's signature with `mut` dropped from the arguments (the body moved into
+    /// the runtime call, where the `mut` is kept).
+    fn outer_sig(&self) -> syn::Signature {
+        let mut sig = self.func.item.sig.clone();
+        for arg in &mut sig.inputs {
+            if let FnArg::Typed(pt) = arg {
+                if let Pat::Ident(pi) = &mut *pt.pat {
+                    pi.mutability = None;
+                }
+            }
+        }
+        sig
+    }
+
+    /// The user's function, calling `name::run(…)`.
+    fn outer_fn(&self) -> TokenStream {
+        let item = &self.func.item;
+        let attrs = &item.attrs;
+        let vis = &item.vis;
+        let sig = self.outer_sig();
+        let ident = self.func.ident();
+        let args = self.func.inputs.iter().map(|i| &i.ident);
+        let dot_await = self.func.is_async().then(|| quote!(.await));
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                #ident::run(#(#args),*) #dot_await .into_output()
+            }
+        }
+    }
+
+    /// The task or flow type.
+    fn type_item(&self, doc: String) -> TokenStream {
+        let vis = &self.func.item.vis;
+        let ident = self.func.ident();
+        let cfgs = &self.cfgs;
+        quote! {
+            #(#cfgs)*
+            #[doc = #doc]
+            #[allow(non_camel_case_types)]
+            #vis struct #ident {}
+        }
+    }
+
+    /// `run`'s signature: the user's, returning `ret`, with `mut` dropped unless `keep_mut`.
+    fn run_sig(&self, ret: TokenStream, keep_mut: bool) -> TokenStream {
+        let sig = if keep_mut {
+            self.func.item.sig.clone()
+        } else {
+            self.outer_sig()
+        };
+        let vis = &self.func.item.vis;
+        let asyncness = &sig.asyncness;
+        let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
+        let inputs = &sig.inputs;
+        quote! {
+            #vis #asyncness fn run #generics (#inputs) -> #ret #where_clause
+        }
+    }
+}
+
+/// Expands `#[task]`.
+pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
+    let frame = Frame::new(func);
+    let ident = func.ident();
+    let name = args
+        .name
+        .as_ref()
+        .map_or_else(|| ident.to_string(), |n| n.value());
+    let output = &func.output;
+    let vis = &func.item.vis;
+    let cfgs = &frame.cfgs;
+
+    // The settings.
+    let input_names = func.inputs.iter().map(|i| i.ident.to_string());
+    let mut spec_calls = Vec::new();
+    if let Some(d) = &args.cache_for {
+        let secs = d.value.as_secs();
+        let nanos = d.value.subsec_nanos();
+        spec_calls.push(quote!(.with_cache_for(::core::time::Duration::new(#secs, #nanos))));
+    }
+    if let Some((_, v)) = &args.cache_validator {
+        let v = validator(v);
+        spec_calls.push(quote!(.with_cache_validator(#v)));
+    }
+    if let Some(key) = &args.cache_key {
+        spec_calls.push(quote!(.with_cache_key(#key)));
+    }
+    if let Some((_, n)) = args.max_retries.as_ref().filter(|(_, n)| *n > 0) {
+        let delay = args.retry_delay.as_ref().map_or(std::time::Duration::ZERO, |d| d.value);
+        let (secs, nanos) = (delay.as_secs(), delay.subsec_nanos());
+        spec_calls.push(quote!(.with_retries(#n, ::core::time::Duration::new(#secs, #nanos))));
+    }
+
+    // The call of the runtime.
+    let owned: Vec<_> = func.owned().collect();
+    let owned_idents: Vec<_> = owned.iter().map(|i| &i.ident).collect();
+    let owned_tys: Vec<_> = owned.iter().map(|i| &i.ty).collect();
+    let owned_pats = owned.iter().map(|i| {
+        let id = &i.ident;
+        if i.mutable {
+            quote!(mut #id)
+        } else {
+            quote!(#id)
+        }
+    });
+    let mut steps = Vec::new();
+    if let Some(cache_for) = &args.cache_for {
+        let hashes = func.inputs.iter().map(|i| {
+            let id = &i.ident;
+            quote_spanned!(id.span()=> ::taskcache::__private::hash_input(#id)?)
+        });
+        steps.push(quote! {
+            .hash_inputs(|(#(#owned_idents,)*): &(#(#owned_tys,)*)| {
+                ::core::result::Result::Ok([#(#hashes),*])
+            })
+        });
+        let span = match &func.item.sig.output {
+            syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
+            syn::ReturnType::Default => cache_for.span,
+        };
+        steps.push(quote_spanned!(span=> .cache_output()));
+    }
+    if let Some((key, n)) = &args.max_retries {
+        if *n > 0 {
+            steps.push(quote_spanned!(key.span()=> .cache_inputs()));
+        }
+    }
+    if func.returns_result {
+        steps.push(quote!(.fallible()));
+    }
+    let block = &func.item.block;
+    let run_call = if func.is_async() {
+        quote! {
+            .run_async(|(#(#owned_pats,)*): (#(#owned_tys,)*)| async move #block)
+            .await
+        }
+    } else {
+        quote! {
+            .run(|(#(#owned_pats,)*): (#(#owned_tys,)*)| -> #output #block)
+        }
+    };
+    let run_sig = frame.run_sig(quote!(::taskcache::State<#output>), false);
+
+    let outer = frame.outer_fn();
+    let type_item = frame.type_item(format!(
+        "The task `{name}`: `{ident}::spec()` gives its settings, `{ident}::run(…)` runs it and returns its final state."
+    ));
+    quote! {
+        #outer
+
+        #type_item
+
+        #(#cfgs)*
+        impl #ident {
+            /// The settings of this task.
+            #vis fn spec() -> &'static ::taskcache::TaskSpec {
+                static SPEC: ::taskcache::TaskSpec = ::taskcache::TaskSpec::new(#name, &[#(#input_names),*])
+                    #(#spec_calls)*;
+                &SPEC
+            }
+
+            /// Runs this task and returns its final state, with the history of the run.
+            #run_sig {
+                ::taskcache::__private::TaskRun::new(Self::spec(), (#(#owned_idents,)*))
+                    #(#steps)*
+                    #run_call
+            }
+        }
+    }
+}
+
+/// The runtime value of a validator argument.
+fn validator(v: &ValidatorArg) -> TokenStream {
+    match v {
+        ValidatorArg::Builtin(id) => {
+            let variant = match id.to_string().as_str() {
+                "never_use" => format_ident!("NeverUse", span = id.span()),
+                "duration_only" => format_ident!("DurationOnly", span = id.span()),
+                "all_inputs" => format_ident!("AllInputs", span = id.span()),
+                _ => format_ident!("AllParameters", span = id.span()),
+            };
+            quote!(::taskcache::CacheValidator::#variant)
+        }
+        ValidatorArg::Partial { kind, names } => {
+            let variant = if kind == "partial_inputs_only" {
+                format_ident!("PartialInputsOnly")
+            } else {
+                format_ident!("PartialParametersOnly")
+            };
+            let names = names.iter().map(|(n, _)| n);
+            quote!(::taskcache::CacheValidator::#variant(&[#(#names),*]))
+        }
+        ValidatorArg::Custom(path) => {
+            quote!(::taskcache::CacheValidator::Custom(#path))
+        }
+    }
+}
+
+/// Expands `#[flow]`.
+pub fn flow(args: &FlowArgs, func: &Function) -> TokenStream {
+    let frame = Frame::new(func);
+    let ident = func.ident();
+    let name = args
+        .name
+        .as_ref()
+        .map_or_else(|| ident.to_string(), |n| n.value());
+    let output = &func.output;
+    let cfgs = &frame.cfgs;
+    let parameters = func.inputs.iter().map(|i| {
+        let id = &i.ident;
+        let key = id.to_string();
+        quote_spanned!(id.span()=> .parameter(#key, ::taskcache::__private::parameter(&#id)))
+    });
+    let block = &func.item.block;
+    let run_call = if func.is_async() {
+        quote!(.run_async(async move #block).await)
+    } else {
+        quote!(.run(move || -> #output #block))
+    };
+    let run_sig = frame.run_sig(quote!(::taskcache::FlowRun<#output>), true);
+    let outer = frame.outer_fn();
+    let type_item = frame.type_item(format!(
+        "The flow `{name}`: `{ident}::run(…)` runs it and returns the final state of every task run in it."
+    ));
+    let _ = Span::call_site();
+    quote! {
+        #outer
+
+        #type_item
+
+        #(#cfgs)*
+        impl #ident {
+            /// Runs this flow and returns its final state and the final state of every task run in it.
+            #run_sig {
+                ::taskcache::Flow::new(#name)
+                    #(#parameters)*
+                    #run_call
+            }
+        }
+    }
+}
+
+/// Makes the token stream of an item for an error path: the user's function unchanged,
+/// so that the only errors shown are the macro's own.
+pub fn unchanged(item: &impl ToTokens) -> TokenStream {
+    item.to_token_stream()
+}

@@ -1,0 +1,75 @@
+//! Checks of a task's settings against each other and against its function. Every
+//! mistake found is reported, each at its own token.
+
+use crate::attr::{TaskArgs, ValidatorArg};
+use crate::model::Function;
+
+/// Checks `args` against `func`.
+pub fn check_task(args: &TaskArgs, func: &Function) -> syn::Result<()> {
+    let mut errors: Vec<syn::Error> = Vec::new();
+    let err = |errors: &mut Vec<syn::Error>, span, msg: String| errors.push(syn::Error::new(span, msg));
+
+    if args.cache_for.is_none() {
+        if let Some((key, _)) = &args.cache_validator {
+            err(
+                &mut errors,
+                key.span(),
+                "`cache_validator` has no effect without `cache_for`: add `cache_for = \"1h\"` (how long outputs stay cached)".into(),
+            );
+        }
+        if let Some(key) = &args.cache_key {
+            err(
+                &mut errors,
+                key.span(),
+                "`cache_key` has no effect without `cache_for`: add `cache_for = \"1h\"` (how long outputs stay cached)".into(),
+            );
+        }
+    }
+    if let Some(delay) = &args.retry_delay {
+        if args.max_retries.as_ref().is_none_or(|(_, n)| *n == 0) {
+            err(
+                &mut errors,
+                delay.span,
+                "`retry_delay` has no effect without retries: add `max_retries = 3` (how many times a failed run is retried)".into(),
+            );
+        }
+    }
+    if let Some((_, ValidatorArg::Partial { kind, names })) = &args.cache_validator {
+        if kind == "partial_inputs_only" {
+            for (name, span) in names {
+                if func.input(name).is_none() {
+                    let have: Vec<String> = func.inputs.iter().map(|i| i.ident.to_string()).collect();
+                    err(
+                        &mut errors,
+                        *span,
+                        format!(
+                            "`{name}` is not an argument of `{}`; its arguments are: {}",
+                            func.ident(),
+                            if have.is_empty() { "(none)".into() } else { have.join(", ") }
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    for (span, what) in [
+        (args.checkpoint.as_ref().map(|(k, _)| k.span()), "checkpoint"),
+        (args.result.as_ref().map(|(k, _)| k.span()), "result"),
+        (args.target.as_ref().map(|t| t.span()), "target"),
+    ] {
+        if let Some(span) = span {
+            err(
+                &mut errors,
+                span,
+                format!("`{what}` is not supported yet: persisting results (checkpoint, result, target) comes in a later release; remove it for now"),
+            );
+        }
+    }
+    match errors.into_iter().reduce(|mut a, b| {
+        a.combine(b);
+        a
+    }) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
