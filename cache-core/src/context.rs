@@ -223,12 +223,16 @@ impl Context {
 
     /// The day before `date`, as `YYYY-MM-DD`.
     pub fn yesterday(&self) -> String {
-        (self.date() - TimeDelta::days(1)).format("%Y-%m-%d").to_string()
+        (self.date() - TimeDelta::days(1))
+            .format("%Y-%m-%d")
+            .to_string()
     }
 
     /// The day after `date`, as `YYYY-MM-DD`.
     pub fn tomorrow(&self) -> String {
-        (self.date() + TimeDelta::days(1)).format("%Y-%m-%d").to_string()
+        (self.date() + TimeDelta::days(1))
+            .format("%Y-%m-%d")
+            .to_string()
     }
 
     /// `date` as `YYYYMMDD`.
@@ -238,12 +242,16 @@ impl Context {
 
     /// The day before `date`, as `YYYYMMDD`.
     pub fn yesterday_nodash(&self) -> String {
-        (self.date() - TimeDelta::days(1)).format("%Y%m%d").to_string()
+        (self.date() - TimeDelta::days(1))
+            .format("%Y%m%d")
+            .to_string()
     }
 
     /// The day after `date`, as `YYYYMMDD`.
     pub fn tomorrow_nodash(&self) -> String {
-        (self.date() + TimeDelta::days(1)).format("%Y%m%d").to_string()
+        (self.date() + TimeDelta::days(1))
+            .format("%Y%m%d")
+            .to_string()
     }
 
     /// The name of the flow being run.

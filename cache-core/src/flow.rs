@@ -102,7 +102,8 @@ impl Flow {
     }
 
     fn add<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), ParameterError> {
-        self.parameters.insert(name.to_owned(), Parameter::new(value)?);
+        self.parameters
+            .insert(name.to_owned(), Parameter::new(value)?);
         Ok(())
     }
 
@@ -163,15 +164,7 @@ pub struct FlowRun<T> {
 impl<T> FlowRun<T> {
     fn not_started(message: String) -> Self {
         FlowRun {
-            state: State {
-                kind: StateKind::Failed,
-                message: Cow::Owned(message.clone()),
-                output: Output::Failed(Failure::Runtime(message)),
-                cached: None,
-                run_count: 0,
-                timestamp: Utc::now(),
-                previous: Vec::new(),
-            },
+            state: State::failed(Failure::Runtime(message.clone()), message, Utc::now()),
             run_id: String::new(),
             parameters: Parameters::none(),
             task_runs: Vec::new(),
@@ -179,12 +172,21 @@ impl<T> FlowRun<T> {
     }
 
     fn finished(info: Arc<FlowRunInfo>, outcome: std::thread::Result<T>) -> Self {
-        let task_runs = std::mem::take(&mut *info.reports.lock().unwrap_or_else(|e| e.into_inner()));
+        let task_runs =
+            std::mem::take(&mut *info.reports.lock().unwrap_or_else(|e| e.into_inner()));
         let (kind, message, output) = match outcome {
-            Ok(v) => (StateKind::Success, Cow::Borrowed("All tasks finished."), Output::Value(v)),
+            Ok(v) => (
+                StateKind::Success,
+                Cow::Borrowed("All tasks finished."),
+                Output::Value(v),
+            ),
             Err(p) => (
                 StateKind::Failed,
-                Cow::Owned(format!("flow `{}` panicked: {}", info.name, panic_message(p.as_ref()))),
+                Cow::Owned(format!(
+                    "flow `{}` panicked: {}",
+                    info.name,
+                    panic_message(p.as_ref())
+                )),
                 Output::Failed(Failure::Panic(p)),
             ),
         };
@@ -197,6 +199,8 @@ impl<T> FlowRun<T> {
                 run_count: 1,
                 timestamp: Utc::now(),
                 previous: Vec::new(),
+                location: None,
+                persist_error: None,
             },
             run_id: info.run_id.clone(),
             parameters: info.parameters.clone(),
@@ -215,7 +219,10 @@ impl<T> FlowRun<T> {
     }
 
     /// The final states of the runs of the task called `name`.
-    pub fn task_runs_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a TaskRunReport> + 'a {
+    pub fn task_runs_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a TaskRunReport> + 'a {
         self.task_runs.iter().filter(move |r| r.task_name == name)
     }
 

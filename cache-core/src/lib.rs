@@ -11,6 +11,7 @@ pub mod context;
 pub mod flow;
 pub mod hash;
 pub mod parameters;
+pub mod persist;
 pub mod result;
 pub mod state;
 pub mod store;

@@ -31,6 +31,11 @@ impl Parameter {
         Ok(Parameter { value, digest })
     }
 
+    /// A parameter read back from a persisted record.
+    pub(crate) fn from_parts(value: serde_json::Value, digest: InputDigest) -> Self {
+        Parameter { value, digest }
+    }
+
     /// The value as JSON.
     pub fn value(&self) -> &serde_json::Value {
         &self.value

@@ -8,9 +8,14 @@ use crate::context::{Context, TaskInfo};
 use crate::flow::{FlowRunInfo, TaskRunReport};
 use crate::hash::{HashError, InputDigest};
 use crate::parameters::Parameters;
-use crate::state::{panic_message, Cached, Failure, HashedInputs, Output, State, StateKind, StateRecord};
+use crate::persist::{self, Backend, RenderValues};
+use crate::result::{Location, LocationLock, ResultBackend};
+use crate::state::{
+    panic_message, Cached, Failure, HashedInputs, Output, State, StateKind, StateRecord,
+};
 use crate::store::{Entry, Join, KeyCache, Lookup, MissReason};
 use crate::task::TaskSpec;
+use crate::validators::CacheValidator;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -34,8 +39,93 @@ impl<T, E: std::fmt::Display> Fallible for Result<T, E> {
     }
 }
 
-type Lookuper<T> =
-    fn(&KeyCache, &crate::validators::CacheValidator, Option<&HashedInputs<'_>>, &Parameters, DateTime<Utc>) -> Lookup<T>;
+/// The bound on the output of a task with `cache_for`.
+#[diagnostic::on_unimplemented(
+    message = "the output type `{Self}` of a task with `cache_for` must be `Clone + Send + Sync + 'static`",
+    label = "cached outputs are shared between threads and cloned out of the cache",
+    note = "derive `Clone` for the type, or return an `Arc` of it"
+)]
+pub trait CacheableOutput: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> CacheableOutput for T {}
+
+/// The bound on the owned arguments of a task with `max_retries`.
+#[diagnostic::on_unimplemented(
+    message = "the owned arguments `{Self}` of a task with `max_retries` must implement `serde::Serialize` and `serde::Deserialize`",
+    label = "a retry runs with the inputs of the failed attempt, kept encoded",
+    note = "derive both for each argument type, or take the argument by reference (`&T`), which is passed to every attempt as is"
+)]
+pub trait RetryableInputs: Serialize + DeserializeOwned {}
+
+impl<I: Serialize + DeserializeOwned> RetryableInputs for I {}
+
+/// The bound on the output of a task with a `result`.
+#[diagnostic::on_unimplemented(
+    message = "the output type `{Self}` of a task with a `result` must implement `serde::Serialize` and `serde::Deserialize`",
+    label = "checkpointed outputs are written to the result and read back from it",
+    note = "derive both for the type"
+)]
+pub trait PersistableOutput: Serialize + DeserializeOwned + 'static {}
+
+impl<T: Serialize + DeserializeOwned + 'static> PersistableOutput for T {}
+
+/// The bound on an argument named in a target template.
+#[diagnostic::on_unimplemented(
+    message = "task argument `{Self}` is named in the task's target, so it must implement `Display`",
+    label = "rendered into the target's path",
+    note = "implement `std::fmt::Display` for the type, or remove the argument from the target template"
+)]
+pub trait TemplateInput: std::fmt::Display {}
+
+impl<T: std::fmt::Display + ?Sized> TemplateInput for T {}
+
+/// Renders an argument named in a template.
+pub fn template_input<T: TemplateInput + ?Sized>(value: &T) -> String {
+    value.to_string()
+}
+
+/// The arguments named in templates, rendered: `(name, text)` pairs.
+pub type RenderInputs<'a, I> = &'a dyn Fn(&I) -> Vec<(&'static str, String)>;
+
+/// Where a task's `result = …` expression is kept once evaluated, whatever its type.
+pub struct ResultCell(std::sync::OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl ResultCell {
+    /// An empty cell, for a `static`.
+    pub const fn new() -> Self {
+        ResultCell(std::sync::OnceLock::new())
+    }
+}
+
+impl Default for ResultCell {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The task's result backend: `make()` evaluated on first use, then kept in `cell`.
+pub fn result<R: ResultBackend>(cell: &'static ResultCell, make: impl FnOnce() -> R) -> &'static R {
+    cell.0
+        .get_or_init(|| Box::new(make()))
+        .downcast_ref::<R>()
+        .expect("each task's result cell holds the one type its expression evaluates to")
+}
+
+/// Where and how a task persists its outputs.
+struct PersistConfig<'s, I, T> {
+    backend: &'s (dyn Backend<T> + 's),
+    checkpoint: Option<bool>,
+    target: Option<&'static str>,
+    inputs: Option<RenderInputs<'s, I>>,
+}
+
+type Lookuper<T> = fn(
+    &KeyCache,
+    &CacheValidator,
+    Option<&HashedInputs<'_>>,
+    &Parameters,
+    DateTime<Utc>,
+) -> Lookup<T>;
 
 /// What output caching needs of `T`, captured where its bounds are known.
 struct OutputCaching<T> {
@@ -49,6 +139,9 @@ struct InputCaching<I> {
     decode: fn(&[u8]) -> Result<I, String>,
 }
 
+/// The hash function of a call that hashes nothing (no output caching).
+pub type NoHash<I> = fn(&I) -> Result<[InputDigest; 0], HashError>;
+
 /// One call of a task, configured by the generated code and then run.
 ///
 /// `I` is the tuple of the task's owned arguments, `T` its return type, `H` the function
@@ -58,23 +151,23 @@ pub struct TaskRun<'s, I, T, H> {
     spec: &'s TaskSpec,
     inputs: I,
     hash: H,
-    history: bool,
     classify: Option<fn(&T) -> Option<String>>,
     output_caching: Option<OutputCaching<T>>,
     input_caching: Option<InputCaching<I>>,
+    persist: Option<PersistConfig<'s, I, T>>,
 }
 
 impl<'s, I> TaskRun<'s, I, (), ()> {
     /// Starts a call of the task `spec` with its owned arguments `inputs`.
-    pub fn new<T>(spec: &'s TaskSpec, inputs: I) -> TaskRun<'s, I, T, fn(&I) -> Result<[InputDigest; 0], HashError>> {
+    pub fn new<T>(spec: &'s TaskSpec, inputs: I) -> TaskRun<'s, I, T, NoHash<I>> {
         TaskRun {
             spec,
             inputs,
             hash: |_| Ok([]),
-            history: false,
             classify: None,
             output_caching: None,
             input_caching: None,
+            persist: None,
         }
     }
 }
@@ -90,17 +183,11 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
             spec: self.spec,
             inputs: self.inputs,
             hash,
-            history: self.history,
             classify: self.classify,
             output_caching: self.output_caching,
             input_caching: self.input_caching,
+            persist: self.persist,
         }
-    }
-
-    /// Keeps the history of states on the final state (`my_task::run`).
-    pub fn with_history(mut self) -> Self {
-        self.history = true;
-        self
     }
 
     /// Counts an `Err` returned by the body as a failure.
@@ -115,7 +202,7 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
     /// Caches successful outputs as the spec says (`cache_for`).
     pub fn cache_output(mut self) -> Self
     where
-        T: Clone + Send + Sync + 'static,
+        T: CacheableOutput,
     {
         self.output_caching = Some(OutputCaching {
             find: KeyCache::find::<T>,
@@ -124,14 +211,47 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
         self
     }
 
+    /// Persists outputs through `backend` (`result = …`); `checkpoint` is the task's
+    /// own `checkpoint` setting, if it has one.
+    pub fn result<R: ResultBackend>(mut self, backend: &'static R, checkpoint: Option<bool>) -> Self
+    where
+        T: PersistableOutput,
+    {
+        self.persist = Some(PersistConfig {
+            backend,
+            checkpoint,
+            target: None,
+            inputs: None,
+        });
+        self
+    }
+
+    /// Serves the run from the file at `target` when it exists (`target = "…"`); call
+    /// after [`result`](Self::result).
+    pub fn target(mut self, template: &'static str) -> Self {
+        if let Some(p) = &mut self.persist {
+            p.target = Some(template);
+        }
+        self
+    }
+
+    /// Renders the arguments that templates name.
+    pub fn template_inputs(mut self, inputs: RenderInputs<'s, I>) -> Self {
+        if let Some(p) = &mut self.persist {
+            p.inputs = Some(inputs);
+        }
+        self
+    }
+
     /// Keeps the owned arguments encoded, so that a retry runs with exactly them.
     pub fn cache_inputs(mut self) -> Self
     where
-        I: Serialize + DeserializeOwned,
+        I: RetryableInputs,
     {
         self.input_caching = Some(InputCaching {
             encode: |i| {
-                bincode::serde::encode_to_vec(i, bincode::config::standard()).map_err(|e| e.to_string())
+                bincode::serde::encode_to_vec(i, bincode::config::standard())
+                    .map_err(|e| e.to_string())
             },
             decode: |b| {
                 bincode::serde::decode_from_slice(b, bincode::config::standard())
@@ -158,6 +278,42 @@ struct Prepared {
     miss: Option<MissReason>,
     /// Held until the run ends: dropping it lets runs waiting for these inputs look again.
     _flight: Option<crate::store::FlightGuard>,
+    /// Whether this run persists through the task's result (checkpointing is on).
+    persist: bool,
+    /// The rendered target, locked until the output is written.
+    target: Option<HeldTarget>,
+    /// The arguments named in templates, rendered.
+    template_inputs: Vec<(&'static str, String)>,
+}
+
+impl Prepared {
+    fn new(ctx: &Context) -> Self {
+        Prepared {
+            ctx: ctx.clone(),
+            key: None,
+            digests: None,
+            miss: None,
+            _flight: None,
+            persist: false,
+            target: None,
+            template_inputs: Vec::new(),
+        }
+    }
+}
+
+/// A target that did not exist: where the output goes, and the lock that keeps other
+/// runs from computing it at the same time.
+struct HeldTarget {
+    location: Location,
+    _lock: Option<LocationLock>,
+}
+
+/// What the target check decided.
+enum TargetCheck<T> {
+    /// The run is over: served from the target, or failed to render it.
+    Done(State<T>),
+    /// No target, or it does not exist yet (and is now locked).
+    Run(Option<HeldTarget>, Vec<(&'static str, String)>),
 }
 
 impl<'s, I, T, H, D> TaskRun<'s, I, T, H>
@@ -168,23 +324,35 @@ where
     /// Runs the call: a cached output if a valid one exists, else the body, retried as
     /// the spec says. Returns the final state.
     pub fn run(mut self, mut body: impl FnMut(I) -> T) -> State<T> {
-        let prepared = loop {
+        let (target, template_inputs) = match self.check_target() {
+            TargetCheck::Done(state) => return state,
+            TargetCheck::Run(t, i) => (t, i),
+        };
+        let mut prepared = loop {
             match self.check() {
                 Checked::Hit(state) => return state,
                 Checked::Wait(flight) => flight.wait(),
                 Checked::Run(p) => break p,
             }
         };
-        let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared, self.history);
+        prepared.target = target;
+        prepared.template_inputs = template_inputs;
+        let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
         loop {
             let now_inputs = match attempt.inputs_for_retry(&mut inputs, &self.input_caching) {
                 Ok(i) => i,
-                Err(state) => return self::finish(self.spec, state, &prepared),
+                Err(state) => return self::finish(self.spec, *state, &prepared),
             };
             let task_ctx = attempt.task_context(&prepared.ctx);
             let outcome = task_ctx.scope(|| catch_unwind(AssertUnwindSafe(|| body(now_inputs))));
-            match attempt.after(outcome, self.classify, &self.output_caching, &prepared) {
+            match attempt.after(
+                outcome,
+                self.classify,
+                &self.output_caching,
+                &self.persist,
+                &prepared,
+            ) {
                 Next::Done(state) => return self::finish(self.spec, state, &prepared),
                 Next::RetryAfter(delay) => std::thread::sleep(delay),
             }
@@ -192,23 +360,32 @@ where
     }
 
     /// Like [`run`](Self::run), for an `async fn` task: the body returns a future.
+    ///
+    /// Reading and writing results and target files is blocking file I/O, done on the
+    /// polling thread.
     pub async fn run_async<F>(mut self, mut body: impl FnMut(I) -> F) -> State<T>
     where
         F: Future<Output = T>,
     {
-        let prepared = loop {
+        let (target, template_inputs) = match self.check_target() {
+            TargetCheck::Done(state) => return state,
+            TargetCheck::Run(t, i) => (t, i),
+        };
+        let mut prepared = loop {
             match self.check() {
                 Checked::Hit(state) => return state,
                 Checked::Wait(flight) => flight.landed().await,
                 Checked::Run(p) => break p,
             }
         };
-        let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared, self.history);
+        prepared.target = target;
+        prepared.template_inputs = template_inputs;
+        let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
         loop {
             let now_inputs = match attempt.inputs_for_retry(&mut inputs, &self.input_caching) {
                 Ok(i) => i,
-                Err(state) => return self::finish(self.spec, state, &prepared),
+                Err(state) => return self::finish(self.spec, *state, &prepared),
             };
             let task_ctx = attempt.task_context(&prepared.ctx);
             let future = task_ctx.clone().scope(|| body(now_inputs));
@@ -217,18 +394,99 @@ where
                 future,
             }
             .await;
-            match attempt.after(outcome, self.classify, &self.output_caching, &prepared) {
+            match attempt.after(
+                outcome,
+                self.classify,
+                &self.output_caching,
+                &self.persist,
+                &prepared,
+            ) {
                 Next::Done(state) => return self::finish(self.spec, state, &prepared),
                 Next::RetryAfter(delay) => Sleep::new(delay).await,
             }
         }
     }
 
+    /// The target check (Prefect's first step): serve the run from the target file if
+    /// it holds a valid value; else lock it so that concurrent runs compute it once.
+    fn check_target(&self) -> TargetCheck<T> {
+        let spec = self.spec;
+        let Some(p) = &self.persist else {
+            return TargetCheck::Run(None, Vec::new());
+        };
+        let ctx = Context::current();
+        if !persist::enabled(p.checkpoint, &ctx) {
+            return TargetCheck::Run(None, Vec::new());
+        }
+        let template_inputs = p.inputs.map(|f| f(&self.inputs)).unwrap_or_default();
+        let Some(template) = p.target else {
+            return TargetCheck::Run(None, template_inputs);
+        };
+        let mut task_ctx = ctx.clone();
+        task_ctx.task = Some(TaskInfo {
+            name: spec.name(),
+            run_count: 1,
+        });
+        let values = RenderValues {
+            ctx: &task_ctx,
+            inputs: &template_inputs,
+        };
+        let location = match persist::render(spec.name(), template, &values) {
+            Ok(l) => l,
+            Err(e) => {
+                let message = format!("Task run failed: its target cannot be used: {e}");
+                let state =
+                    State::failed(Failure::Runtime(message.clone()), message, ctx.clock.now());
+                return TargetCheck::Done(self::finish_with(spec, state, &ctx, None));
+            }
+        };
+        let hit = |location: &Location| -> Option<State<T>> {
+            let value = persist::read_valid(p.backend, spec.name(), location)?;
+            let now = ctx.clock.now();
+            let hashed_inputs = match (self.hash)(&self.inputs) {
+                Ok(d) if d.as_ref().len() == spec.inputs().len() => {
+                    HashedInputs::new(spec.inputs(), d.as_ref().to_vec())
+                }
+                _ => HashedInputs::empty(),
+            };
+            let cached = Cached {
+                expiration: None,
+                hashed_inputs,
+                parameters: ctx.parameters().clone(),
+                cache_key: Cow::Borrowed(spec.cache_key()),
+                created: now,
+            };
+            let mut state = State::hit(value, Arc::new(cached), now);
+            state.message = Cow::Owned(format!("Result found at task target {location}."));
+            state.location = Some(location.clone());
+            tracing::debug!(task = spec.name(), state = "Cached", target = %location, "target hit");
+            report(ctx.flow.as_deref(), spec, &state);
+            Some(state)
+        };
+        if let Some(state) = hit(&location) {
+            return TargetCheck::Done(state);
+        }
+        let lock = persist::lock(p.backend, spec.name(), &location);
+        // Another run may have written the target while this one waited for the lock.
+        if let Some(state) = hit(&location) {
+            return TargetCheck::Done(state);
+        }
+        TargetCheck::Run(
+            Some(HeldTarget {
+                location,
+                _lock: lock,
+            }),
+            template_inputs,
+        )
+    }
+
     /// The cache check: a hit, a flight to wait for, or what the run path needs.
     fn check(&mut self) -> Checked<T> {
         let spec = self.spec;
         let caching = match (&self.output_caching, spec.cache_for()) {
-            (Some(c), Some(_)) if !matches!(spec.cache_validator(), crate::validators::CacheValidator::NeverUse) => Some(c),
+            (Some(c), Some(_)) if !matches!(spec.cache_validator(), CacheValidator::NeverUse) => {
+                Some(c)
+            }
             _ => None,
         };
         Context::with_current(|ctx| {
@@ -240,20 +498,19 @@ where
                     &default_ctx
                 }
             };
+            let persist = self
+                .persist
+                .as_ref()
+                .filter(|p| persist::enabled(p.checkpoint, ctx));
             let Some(caching) = caching else {
                 // No output cache to read; hash only to record a Cached state later.
-                let digests = match (&self.output_caching, spec.cache_for()) {
-                    (Some(_), Some(_)) => self.digests(),
-                    _ => None,
-                };
-                let key = digests.as_ref().map(|_| key_cache(spec, ctx));
-                return Checked::Run(Prepared {
-                    ctx: ctx.clone(),
-                    key,
-                    digests,
-                    miss: None,
-                    _flight: None,
-                });
+                let mut prepared = Prepared::new(ctx);
+                prepared.persist = persist.is_some();
+                if self.output_caching.is_some() && spec.cache_for().is_some() {
+                    prepared.digests = self.digests();
+                    prepared.key = prepared.digests.as_ref().map(|_| key_cache(spec, ctx));
+                }
+                return Checked::Run(prepared);
             };
             let key = key_cache_ref(spec, ctx);
             let now = ctx.clock.now();
@@ -272,53 +529,95 @@ where
                     }
                     Err(e) => {
                         tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the task runs uncached");
-                        return Checked::Run(Prepared { ctx: ctx.clone(), key: None, digests: None, miss: None, _flight: None });
+                        let mut prepared = Prepared::new(ctx);
+                        prepared.persist = persist.is_some();
+                        return Checked::Run(prepared);
                     }
                 }
             } else {
                 (caching.find)(&key, &validator, None, parameters, now)
             };
-            match lookup {
+            let reason = match lookup {
                 Lookup::Hit(value, cached) => {
-                    let state = State {
-                        kind: StateKind::Cached,
-                        message: Cow::Borrowed("Cache hit: a valid cached output was used."),
-                        output: Output::Value(value),
-                        cached: Some(cached),
-                        run_count: 0,
-                        timestamp: now,
-                        previous: Vec::new(),
-                    };
-                    tracing::debug!(task = spec.name(), state = "Cached", cache_key = spec.cache_key(), "cache hit");
+                    let state = State::hit(value, cached, now);
+                    tracing::debug!(
+                        task = spec.name(),
+                        state = "Cached",
+                        cache_key = spec.cache_key(),
+                        "cache hit"
+                    );
                     report(ctx.flow.as_deref(), spec, &state);
-                    Checked::Hit(state)
+                    return Checked::Hit(state);
                 }
-                Lookup::Miss(reason) => {
-                    let digests: Box<[InputDigest]> = match digests {
-                        Some(d) => d.as_ref().into(),
-                        None => match (self.hash)(&self.inputs) {
-                            Ok(d) => d.as_ref().into(),
-                            Err(e) => {
-                                tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the task runs uncached");
-                                return Checked::Run(Prepared { ctx: ctx.clone(), key: None, digests: None, miss: Some(reason), _flight: None });
-                            }
-                        },
-                    };
-                    let key = Arc::clone(&key);
-                    let flight = match key.join_flight(&HashedInputs::new(spec.inputs(), &*digests)) {
-                        Join::Wait(f) => return Checked::Wait(f),
-                        Join::Leader(g) => Some(g),
-                        Join::Alone => None,
-                    };
-                    Checked::Run(Prepared {
-                        ctx: ctx.clone(),
-                        key: Some(key),
-                        digests: Some(digests),
-                        miss: Some(reason),
-                        _flight: flight,
-                    })
+                Lookup::Miss(reason) => reason,
+            };
+            let digests: Box<[InputDigest]> = match digests {
+                Some(d) => d.as_ref().into(),
+                None => match (self.hash)(&self.inputs) {
+                    Ok(d) => d.as_ref().into(),
+                    Err(e) => {
+                        tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the task runs uncached");
+                        let mut prepared = Prepared::new(ctx);
+                        prepared.miss = Some(reason);
+                        prepared.persist = persist.is_some();
+                        return Checked::Run(prepared);
+                    }
+                },
+            };
+            // A cached output persisted by this or an earlier process.
+            if let Some(p) = persist.filter(|p| p.backend.is_persistent()) {
+                if let Some(hit) = persist::record_hit(
+                    p.backend,
+                    spec.name(),
+                    spec.cache_key(),
+                    spec.inputs(),
+                    &validator,
+                    &digests,
+                    parameters,
+                    now,
+                ) {
+                    let cached = Arc::new(hit.cached);
+                    if let Some(caching) = &self.output_caching {
+                        key.insert(
+                            Entry {
+                                cached: Arc::clone(&cached),
+                                value: (caching.erase)(&hit.value),
+                            },
+                            now,
+                        );
+                    }
+                    let mut state = State::hit(hit.value, cached, now);
+                    state.message = Cow::Owned(format!(
+                        "Cache hit: a valid cached output was read from {}.",
+                        hit.location
+                    ));
+                    state.location = Some(hit.location);
+                    tracing::debug!(
+                        task = spec.name(),
+                        state = "Cached",
+                        cache_key = spec.cache_key(),
+                        "persisted cache hit"
+                    );
+                    report(ctx.flow.as_deref(), spec, &state);
+                    return Checked::Hit(state);
                 }
             }
+            let key = Arc::clone(&key);
+            let flight = match key.join_flight(&HashedInputs::new(spec.inputs(), &*digests)) {
+                Join::Wait(f) => return Checked::Wait(f),
+                Join::Leader(g) => Some(g),
+                Join::Alone => None,
+            };
+            Checked::Run(Prepared {
+                ctx: ctx.clone(),
+                key: Some(key),
+                digests: Some(digests),
+                miss: Some(reason),
+                _flight: flight,
+                persist: persist.is_some(),
+                target: None,
+                template_inputs: Vec::new(),
+            })
         })
     }
 
@@ -368,13 +667,12 @@ impl<'s> Attempts<'s> {
         input_caching: &Option<InputCaching<I>>,
         inputs: &I,
         prepared: &Prepared,
-        history: bool,
     ) -> Self {
         let encoded = match input_caching {
             Some(c) if spec.max_retries() > 0 => Some((c.encode)(inputs)),
             _ => None,
         };
-        let mut history = history.then(Vec::new);
+        let mut history = Some(Vec::new());
         if let (Some(h), Some(miss)) = (&mut history, prepared.miss) {
             h.push(StateRecord {
                 kind: StateKind::Pending,
@@ -406,7 +704,7 @@ impl<'s> Attempts<'s> {
         &mut self,
         inputs: &mut Option<I>,
         input_caching: &Option<InputCaching<I>>,
-    ) -> Result<I, State<T>> {
+    ) -> Result<I, Box<State<T>>> {
         self.count += 1;
         if let Some(i) = inputs.take() {
             return Ok(i);
@@ -422,20 +720,15 @@ impl<'s> Attempts<'s> {
                  every owned argument of a retrying task must round-trip through serde",
                 self.spec.name()
             );
-            self.failed_state(Failure::Runtime(message.clone()), message)
+            Box::new(self.failed_state(Failure::Runtime(message.clone()), message))
         })
     }
 
     fn failed_state<T>(&mut self, failure: Failure<T>, message: String) -> State<T> {
-        State {
-            kind: StateKind::Failed,
-            message: Cow::Owned(message),
-            output: Output::Failed(failure),
-            cached: None,
-            run_count: self.count,
-            timestamp: Utc::now(),
-            previous: self.history.take().unwrap_or_default(),
-        }
+        let mut state = State::failed(failure, message, Utc::now());
+        state.run_count = self.count;
+        state.previous = self.history.take().unwrap_or_default();
+        state
     }
 
     /// The context the body runs in: the caller's, with the task's name and attempt.
@@ -450,11 +743,12 @@ impl<'s> Attempts<'s> {
     }
 
     /// Judges one attempt: success, retry or failure.
-    fn after<T>(
+    fn after<I, T>(
         &mut self,
         outcome: std::thread::Result<T>,
         classify: Option<fn(&T) -> Option<String>>,
         output_caching: &Option<OutputCaching<T>>,
+        persist: &Option<PersistConfig<'_, I, T>>,
         prepared: &Prepared,
     ) -> Next<T> {
         let ctx = &prepared.ctx;
@@ -462,7 +756,7 @@ impl<'s> Attempts<'s> {
         let (failure, message) = match outcome {
             Ok(value) => match classify.and_then(|c| c(&value)) {
                 None => {
-                    return Next::Done(self.succeeded(value, output_caching, prepared));
+                    return Next::Done(self.succeeded(value, output_caching, persist, prepared));
                 }
                 Some(message) => (Failure::Err(value), message),
             },
@@ -476,11 +770,17 @@ impl<'s> Attempts<'s> {
             let delay = spec.retry_delay();
             let start = ctx.clock.now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
             let text = format!(
-                "Retrying: attempt {} of {} failed ({message}); next attempt at {start} with the cached inputs.",
+                "Attempt {} of {} failed ({message}); retrying at {start} with the cached inputs.",
                 self.count,
                 spec.max_retries() + 1
             );
-            tracing::warn!(task = spec.name(), state = "Retrying", retry = self.count, max_retries = spec.max_retries(), "{text}");
+            tracing::warn!(
+                task = spec.name(),
+                state = "Retrying",
+                retry = self.count,
+                max_retries = spec.max_retries(),
+                "{text}"
+            );
             self.record(StateKind::Retrying, Cow::Owned(text), ctx);
             drop(failure);
             return Next::RetryAfter(delay);
@@ -495,13 +795,19 @@ impl<'s> Attempts<'s> {
         Next::Done(state)
     }
 
-    fn succeeded<T>(&mut self, value: T, output_caching: &Option<OutputCaching<T>>, prepared: &Prepared) -> State<T> {
+    fn succeeded<I, T>(
+        &mut self,
+        value: T,
+        output_caching: &Option<OutputCaching<T>>,
+        persist: &Option<PersistConfig<'_, I, T>>,
+        prepared: &Prepared,
+    ) -> State<T> {
         let ctx = &prepared.ctx;
         let spec = self.spec;
         let now = ctx.clock.now();
         let mut cached = None;
-        if let (Some(caching), Some(cache_for), Some(key), Some(digests)) =
-            (output_caching, spec.cache_for(), &prepared.key, &prepared.digests)
+        if let (Some(cache_for), Some(key), Some(digests)) =
+            (spec.cache_for(), &prepared.key, &prepared.digests)
         {
             let record = Arc::new(Cached {
                 expiration: Some(now + TimeDelta::from_std(cache_for).unwrap_or(TimeDelta::MAX)),
@@ -510,16 +816,18 @@ impl<'s> Attempts<'s> {
                 cache_key: Cow::Borrowed(spec.cache_key()),
                 created: now,
             });
-            key.insert(
-                Entry {
-                    cached: Arc::clone(&record),
-                    value: (caching.erase)(&value),
-                },
-                now,
-            );
+            if let Some(caching) = output_caching {
+                key.insert(
+                    Entry {
+                        cached: Arc::clone(&record),
+                        value: (caching.erase)(&value),
+                    },
+                    now,
+                );
+            }
             cached = Some(record);
         }
-        State {
+        let mut state = State {
             kind: StateKind::Success,
             message: Cow::Borrowed("Task run succeeded."),
             output: Output::Value(value),
@@ -527,6 +835,67 @@ impl<'s> Attempts<'s> {
             run_count: self.count,
             timestamp: now,
             previous: self.history.take().unwrap_or_default(),
+            location: None,
+            persist_error: None,
+        };
+        if let (Some(p), true) = (persist, prepared.persist) {
+            checkpoint(spec, p, prepared, &mut state);
+        }
+        state
+    }
+}
+
+/// Writes a successful output through the task's result (and, for a task with
+/// `cache_for`, its cached-state record). A failure is kept on the state and logged:
+/// the computed value is still returned.
+fn checkpoint<I, T>(
+    spec: &TaskSpec,
+    p: &PersistConfig<'_, I, T>,
+    prepared: &Prepared,
+    state: &mut State<T>,
+) {
+    let Output::Value(value) = &state.output else {
+        return;
+    };
+    let location = match &prepared.target {
+        Some(t) => Ok(t.location.clone()),
+        None => match p.backend.location_template() {
+            Some(template) => {
+                let mut task_ctx = prepared.ctx.clone();
+                task_ctx.task = Some(TaskInfo {
+                    name: spec.name(),
+                    run_count: state.run_count,
+                });
+                let values = RenderValues {
+                    ctx: &task_ctx,
+                    inputs: &prepared.template_inputs,
+                };
+                persist::render(spec.name(), template, &values)
+            }
+            None => Ok(p.backend.default_location(spec.name())),
+        },
+    };
+    let written = location.and_then(|location| {
+        p.backend
+            .write(value, &location)
+            .map_err(|source| persist::PersistError::Backend {
+                task: spec.name(),
+                backend: p.backend.describe(),
+                source,
+            })?;
+        if let (Some(cached), true) = (&state.cached, p.backend.is_persistent()) {
+            persist::put_record(p.backend, spec.name(), cached, &location)?;
+        }
+        Ok(location)
+    });
+    match written {
+        Ok(location) => {
+            tracing::debug!(task = spec.name(), location = %location, "checkpointed");
+            state.location = Some(location);
+        }
+        Err(e) => {
+            tracing::warn!(task = spec.name(), error = %e, "the output could not be checkpointed; it is returned all the same");
+            state.persist_error = Some(e.to_string());
         }
     }
 }
@@ -534,11 +903,26 @@ impl<'s> Attempts<'s> {
 /// Ends a run that did not hit the cache: the log event, the flow's report, and the
 /// release of any waiters (the flight guard in `prepared` is dropped by the caller).
 fn finish<T>(spec: &TaskSpec, state: State<T>, prepared: &Prepared) -> State<T> {
+    finish_with(spec, state, &prepared.ctx, prepared.miss)
+}
+
+fn finish_with<T>(
+    spec: &TaskSpec,
+    state: State<T>,
+    ctx: &Context,
+    miss: Option<MissReason>,
+) -> State<T> {
     match state.kind {
         StateKind::Failed => {
-            tracing::warn!(task = spec.name(), state = "Failed", run_count = state.run_count, "{}", state.message)
+            tracing::warn!(
+                task = spec.name(),
+                state = "Failed",
+                run_count = state.run_count,
+                "{}",
+                state.message
+            )
         }
-        _ => match prepared.miss {
+        _ => match miss {
             Some(miss) => tracing::debug!(
                 task = spec.name(),
                 state = %state.kind,
@@ -547,10 +931,12 @@ fn finish<T>(spec: &TaskSpec, state: State<T>, prepared: &Prepared) -> State<T> 
                 "cache miss ({}); task ran",
                 miss.describe()
             ),
-            None => tracing::debug!(task = spec.name(), state = %state.kind, run_count = state.run_count, "task ran"),
+            None => {
+                tracing::debug!(task = spec.name(), state = %state.kind, run_count = state.run_count, "task ran")
+            }
         },
     }
-    report(prepared.ctx.flow.as_deref(), spec, &state);
+    report(ctx.flow.as_deref(), spec, &state);
     state
 }
 
@@ -589,7 +975,10 @@ impl<F: Future> Future for InContext<F> {
 }
 
 /// Runs `future` with `ctx` installed on every poll (used by async flows).
-pub(crate) async fn in_context<F: Future>(ctx: Context, future: F) -> std::thread::Result<F::Output> {
+pub(crate) async fn in_context<F: Future>(
+    ctx: Context,
+    future: F,
+) -> std::thread::Result<F::Output> {
     InContext { ctx, future }.await
 }
 
@@ -597,12 +986,18 @@ pub(crate) async fn in_context<F: Future>(ctx: Context, future: F) -> std::threa
 /// wakes the task when the delay has passed.
 struct Sleep {
     delay: std::time::Duration,
-    shared: Option<Arc<Mutex<(bool, Option<Waker>)>>>,
+    shared: Option<Arc<Mutex<Wake>>>,
 }
+
+/// Whether the delay has passed, and the waker to call when it does.
+type Wake = (bool, Option<Waker>);
 
 impl Sleep {
     fn new(delay: std::time::Duration) -> Self {
-        Sleep { delay, shared: None }
+        Sleep {
+            delay,
+            shared: None,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::hash::InputDigest;
 use crate::parameters::Parameters;
+use crate::result::Location;
 use chrono::{DateTime, Utc};
 use std::any::Any;
 use std::borrow::Cow;
@@ -205,8 +206,12 @@ pub struct State<T> {
     pub(crate) cached: Option<Arc<Cached>>,
     pub(crate) run_count: u32,
     pub(crate) timestamp: DateTime<Utc>,
-    /// The states before this one; empty for a direct call, which keeps no history.
+    /// The states before this one.
     pub(crate) previous: Vec<StateRecord>,
+    /// Where the output was read from or written to.
+    pub(crate) location: Option<Location>,
+    /// Why the output could not be checkpointed, if it could not.
+    pub(crate) persist_error: Option<String>,
 }
 
 pub(crate) enum Output<T> {
@@ -215,6 +220,46 @@ pub(crate) enum Output<T> {
 }
 
 impl<T> State<T> {
+    pub(crate) fn hit(value: T, cached: Arc<Cached>, now: DateTime<Utc>) -> Self {
+        State {
+            kind: StateKind::Cached,
+            message: Cow::Borrowed("Cache hit: a valid cached output was used."),
+            output: Output::Value(value),
+            cached: Some(cached),
+            run_count: 0,
+            timestamp: now,
+            previous: Vec::new(),
+            location: None,
+            persist_error: None,
+        }
+    }
+
+    pub(crate) fn failed(failure: Failure<T>, message: String, now: DateTime<Utc>) -> Self {
+        State {
+            kind: StateKind::Failed,
+            message: Cow::Owned(message),
+            output: Output::Failed(failure),
+            cached: None,
+            run_count: 0,
+            timestamp: now,
+            previous: Vec::new(),
+            location: None,
+            persist_error: None,
+        }
+    }
+
+    /// Where the output was read from (a target or persisted cache hit) or checkpointed
+    /// to, relative to the result's directory.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+
+    /// Why the output could not be checkpointed (permission denied, disk full, …). The
+    /// run still succeeded and its value is returned.
+    pub fn persist_error(&self) -> Option<&str> {
+        self.persist_error.as_deref()
+    }
+
     /// The kind of state.
     pub fn kind(&self) -> StateKind {
         self.kind

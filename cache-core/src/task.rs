@@ -25,6 +25,8 @@ pub struct TaskSpec {
     cache_key: Option<&'static str>,
     max_retries: u32,
     retry_delay: Duration,
+    target: Option<&'static str>,
+    checkpoint: Option<bool>,
     /// The process-wide cache's candidates for this task's key, looked up once.
     pub(crate) global_key: OnceLock<Arc<KeyCache>>,
 }
@@ -41,6 +43,8 @@ impl TaskSpec {
             cache_key: None,
             max_retries: 0,
             retry_delay: Duration::ZERO,
+            target: None,
+            checkpoint: None,
             global_key: OnceLock::new(),
         }
     }
@@ -69,6 +73,29 @@ impl TaskSpec {
         self.max_retries = max_retries;
         self.retry_delay = delay;
         self
+    }
+
+    /// Serves runs from the file at this templated location when it exists
+    /// (`target = "{date:%A}/{task_name}.bin"`).
+    pub const fn with_target(mut self, template: &'static str) -> Self {
+        self.target = Some(template);
+        self
+    }
+
+    /// Whether the task checkpoints its output (`checkpoint`, `checkpoint = false`).
+    pub const fn with_checkpoint(mut self, on: bool) -> Self {
+        self.checkpoint = Some(on);
+        self
+    }
+
+    /// The target template, if the task has one.
+    pub fn target(&self) -> Option<&'static str> {
+        self.target
+    }
+
+    /// The task's own `checkpoint` setting: `None` when it does not say.
+    pub fn checkpoint(&self) -> Option<bool> {
+        self.checkpoint
     }
 
     /// The task's name.
@@ -117,6 +144,8 @@ impl std::fmt::Debug for TaskSpec {
             .field("cache_key", &self.cache_key())
             .field("max_retries", &self.max_retries)
             .field("retry_delay", &self.retry_delay)
+            .field("target", &self.target)
+            .field("checkpoint", &self.checkpoint)
             .finish()
     }
 }

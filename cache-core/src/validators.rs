@@ -15,11 +15,12 @@ use chrono::{DateTime, Utc};
 pub type ValidatorFn = fn(&Cached, &HashedInputs<'_>, &Parameters) -> bool;
 
 /// How a task decides whether a cached output is still valid (`cache_validator = …`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub enum CacheValidator {
     /// Never use a cached output.
     NeverUse,
     /// Use any cached output until it expires (the default).
+    #[default]
     DurationOnly,
     /// Use a cached output only if every input is equal to the one it was made from.
     AllInputs,
@@ -93,12 +94,6 @@ impl CacheValidator {
     }
 }
 
-impl Default for CacheValidator {
-    fn default() -> Self {
-        CacheValidator::DurationOnly
-    }
-}
-
 /// Never valid.
 pub fn never_use(_: &Cached, _: &HashedInputs<'_>, _: &Parameters) -> bool {
     false
@@ -121,11 +116,7 @@ pub fn all_parameters(candidate: &Cached, _: &HashedInputs<'_>, parameters: &Par
 
 /// Valid when each named input hashes like the recorded one (an input missing on both
 /// sides counts as equal, as in Prefect).
-pub fn partial_inputs_only(
-    names: &[&str],
-    candidate: &Cached,
-    inputs: &HashedInputs<'_>,
-) -> bool {
+pub fn partial_inputs_only(names: &[&str], candidate: &Cached, inputs: &HashedInputs<'_>) -> bool {
     names
         .iter()
         .all(|n| candidate.hashed_inputs.get(n) == inputs.get(n))

@@ -99,13 +99,19 @@ impl Parse for TaskArgs {
                 }
                 match name.as_str() {
                     "name" => args.name = Some(non_empty(input.parse()?, "name")?),
-                    "cache_for" => args.cache_for = Some(positive(parse_duration(&input.parse()?)?, "cache_for")?),
+                    "cache_for" => {
+                        args.cache_for =
+                            Some(positive(parse_duration(&input.parse()?)?, "cache_for")?)
+                    }
                     "retry_delay" => args.retry_delay = Some(parse_duration(&input.parse()?)?),
                     "cache_key" => args.cache_key = Some(non_empty(input.parse()?, "cache_key")?),
                     "target" => args.target = Some(non_empty(input.parse()?, "target")?),
                     "max_retries" => {
                         let lit: LitInt = input.parse().map_err(|e| {
-                            syn::Error::new(e.span(), "`max_retries` takes a whole number, as in `max_retries = 3`")
+                            syn::Error::new(
+                                e.span(),
+                                "`max_retries` takes a whole number, as in `max_retries = 3`",
+                            )
                         })?;
                         let n = lit.base10_parse::<u32>()?;
                         args.max_retries = Some((key.clone(), n));
@@ -150,7 +156,10 @@ impl Parse for FlowArgs {
                 ));
             }
             if args.name.is_some() {
-                return Err(syn::Error::new(key.span(), "`name` is given twice; keep one"));
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`name` is given twice; keep one",
+                ));
             }
             input.parse::<Token![=]>()?;
             args.name = Some(non_empty(input.parse()?, "name")?);
@@ -170,6 +179,19 @@ impl Parse for ValidatorArg {
             let name = ident.to_string();
             match name.as_str() {
                 "never_use" | "duration_only" | "all_inputs" | "all_parameters" => {
+                    if input.peek(syn::token::Paren) {
+                        let hint = if name.ends_with("inputs") {
+                            "partial_inputs_only(a, b)"
+                        } else {
+                            "partial_parameters_only(a, b)"
+                        };
+                        return Err(syn::Error::new(
+                            input.span(),
+                            format!(
+                                "`{name}` takes no arguments; to compare only some, write `{hint}`"
+                            ),
+                        ));
+                    }
                     return Ok(ValidatorArg::Builtin(ident.clone()));
                 }
                 "partial_inputs_only" | "partial_parameters_only" => {
@@ -217,13 +239,19 @@ impl Parse for NameArg {
 
 fn non_empty(s: LitStr, what: &str) -> syn::Result<LitStr> {
     if s.value().is_empty() {
-        Err(syn::Error::new(s.span(), format!("`{what}` cannot be empty")))
+        Err(syn::Error::new(
+            s.span(),
+            format!("`{what}` cannot be empty"),
+        ))
     } else {
         Ok(s)
     }
 }
 
-fn positive(d: Spanned<std::time::Duration>, what: &str) -> syn::Result<Spanned<std::time::Duration>> {
+fn positive(
+    d: Spanned<std::time::Duration>,
+    what: &str,
+) -> syn::Result<Spanned<std::time::Duration>> {
     if d.value.is_zero() {
         Err(syn::Error::new(
             d.span,

@@ -9,7 +9,7 @@
 
 use crate::attr::{FlowArgs, TaskArgs, ValidatorArg};
 use crate::model::Function;
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Attribute, FnArg, Pat};
 
@@ -22,7 +22,12 @@ struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     fn new(func: &'a Function) -> Self {
-        let cfgs = func.item.attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
+        let cfgs = func
+            .item
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg"))
+            .collect();
         Frame { func, cfgs }
     }
 
@@ -115,8 +120,17 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
     if let Some(key) = &args.cache_key {
         spec_calls.push(quote!(.with_cache_key(#key)));
     }
+    if let Some(target) = &args.target {
+        spec_calls.push(quote!(.with_target(#target)));
+    }
+    if let Some((_, on)) = &args.checkpoint {
+        spec_calls.push(quote!(.with_checkpoint(#on)));
+    }
     if let Some((_, n)) = args.max_retries.as_ref().filter(|(_, n)| *n > 0) {
-        let delay = args.retry_delay.as_ref().map_or(std::time::Duration::ZERO, |d| d.value);
+        let delay = args
+            .retry_delay
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |d| d.value);
         let (secs, nanos) = (delay.as_secs(), delay.subsec_nanos());
         spec_calls.push(quote!(.with_retries(#n, ::core::time::Duration::new(#secs, #nanos))));
     }
@@ -155,6 +169,39 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
             steps.push(quote_spanned!(key.span()=> .cache_inputs()));
         }
     }
+    let mut result_static = None;
+    if let Some((key, expr)) = &args.result {
+        let checkpoint = match &args.checkpoint {
+            Some((_, on)) => quote!(::core::option::Option::Some(#on)),
+            None => quote!(::core::option::Option::None),
+        };
+        result_static = Some(quote! {
+            static RESULT: ::taskcache::__private::ResultCell = ::taskcache::__private::ResultCell::new();
+        });
+        steps.push(quote_spanned!(key.span()=> .result(::taskcache::__private::result(&RESULT, || #expr), #checkpoint)));
+        if let Some(target) = &args.target {
+            steps.push(quote!(.target(#target)));
+        }
+        let named = template_inputs(args, func);
+        if !named.is_empty() {
+            let rendered = named.iter().map(|i| {
+                let id = &i.ident;
+                let name = id.to_string();
+                quote_spanned!(id.span()=> (#name, ::taskcache::__private::template_input(#id)))
+            });
+            let pats = owned.iter().map(|i| {
+                if named.iter().any(|n| n.ident == i.ident) {
+                    let id = &i.ident;
+                    quote!(#id)
+                } else {
+                    quote!(_)
+                }
+            });
+            steps.push(quote! {
+                .template_inputs(&|(#(#pats,)*): &(#(#owned_tys,)*)| ::std::vec![#(#rendered),*])
+            });
+        }
+    }
     if func.returns_result {
         steps.push(quote!(.fallible()));
     }
@@ -191,10 +238,48 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
 
             /// Runs this task and returns its final state, with the history of the run.
             #run_sig {
+                #result_static
                 ::taskcache::__private::TaskRun::new(Self::spec(), (#(#owned_idents,)*))
                     #(#steps)*
                     #run_call
             }
+        }
+    }
+}
+
+/// The arguments that templates name: in `target`, or in a string literal inside the
+/// `result` expression (a `location` template). They are rendered with `Display`.
+fn template_inputs<'f>(args: &TaskArgs, func: &'f Function) -> Vec<&'f crate::model::Input> {
+    let mut templates: Vec<String> = args.target.iter().map(|t| t.value()).collect();
+    if let Some((_, expr)) = &args.result {
+        collect_strings(expr.to_token_stream(), &mut templates);
+    }
+    let mut names = Vec::new();
+    for t in &templates {
+        if let Ok(parsed) = crate::template::parse_template(t) {
+            for seg in parsed.segments {
+                if let crate::template::Segment::Placeholder { name, .. } = seg {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    func.inputs
+        .iter()
+        .filter(|i| names.iter().any(|n| i.ident == n))
+        .collect()
+}
+
+fn collect_strings(tokens: TokenStream, out: &mut Vec<String>) {
+    for tt in tokens {
+        match tt {
+            proc_macro2::TokenTree::Group(g) => collect_strings(g.stream(), out),
+            proc_macro2::TokenTree::Literal(l) => {
+                if let Ok(s) = syn::parse2::<syn::LitStr>(l.into_token_stream()) {
+                    out.push(s.value());
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -252,7 +337,6 @@ pub fn flow(args: &FlowArgs, func: &Function) -> TokenStream {
     let type_item = frame.type_item(format!(
         "The flow `{name}`: `{ident}::run(…)` runs it and returns the final state of every task run in it."
     ));
-    let _ = Span::call_site();
     quote! {
         #outer
 

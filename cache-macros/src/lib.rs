@@ -12,17 +12,23 @@ mod attr;
 mod duration;
 mod expand;
 mod model;
+// The template parser is shared with the runtime, which renders what this checks: one
+// grammar, one implementation. It depends on std and chrono only.
+#[path = "../../cache-core/src/template/parse.rs"]
+mod template;
 mod valid;
 
-/// Makes a function a task: output caching, retries with input caching and (later)
-/// persisted results, configured by its arguments. See the `taskcache` crate docs.
+/// Makes a function a task: output caching, retries with input caching, checkpointed
+/// results and target files, configured by its arguments. See the `taskcache` crate docs.
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = parse_macro_input!(item as syn::ItemFn);
     let parsed = syn::parse::<attr::TaskArgs>(args);
     let func = model::Function::from_item(item.clone(), "task");
     let result = match (parsed, func) {
-        (Ok(args), Ok(func)) => valid::check_task(&args, &func).map(|()| expand::task(&args, &func)),
+        (Ok(args), Ok(func)) => {
+            valid::check_task(&args, &func).map(|()| expand::task(&args, &func))
+        }
         (Err(mut a), Err(b)) => {
             a.combine(b);
             Err(a)

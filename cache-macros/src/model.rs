@@ -98,7 +98,10 @@ impl Function {
             }
         }
         if let Some(v) = &item.sig.variadic {
-            errors.push(syn::Error::new(v.span(), format!("a {what} cannot be variadic")));
+            errors.push(syn::Error::new(
+                v.span(),
+                format!("a {what} cannot be variadic"),
+            ));
         }
         if let Some(e) = errors.into_iter().reduce(|mut a, b| {
             a.combine(b);
@@ -110,10 +113,7 @@ impl Function {
             ReturnType::Default => syn::parse_quote!(()),
             ReturnType::Type(_, ty) => (**ty).clone(),
         };
-        let returns_result = match &output {
-            Type::Path(p) => p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Result"),
-            _ => false,
-        };
+        let returns_result = is_result(&output);
         Ok(Function {
             item,
             inputs,
@@ -140,5 +140,18 @@ impl Function {
     /// The argument called `name`.
     pub fn input(&self, name: &str) -> Option<&Input> {
         self.inputs.iter().find(|i| i.ident == name)
+    }
+}
+
+/// True for a type spelled `Result<…>` or `some::path::Result<…>`, also when it comes
+/// through a `macro_rules!` fragment (an invisible group) or parentheses.
+fn is_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => {
+            p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Result")
+        }
+        Type::Group(g) => is_result(&g.elem),
+        Type::Paren(p) => is_result(&p.elem),
+        _ => false,
     }
 }

@@ -7,7 +7,8 @@ use crate::model::Function;
 /// Checks `args` against `func`.
 pub fn check_task(args: &TaskArgs, func: &Function) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
-    let err = |errors: &mut Vec<syn::Error>, span, msg: String| errors.push(syn::Error::new(span, msg));
+    let err =
+        |errors: &mut Vec<syn::Error>, span, msg: String| errors.push(syn::Error::new(span, msg));
 
     if args.cache_for.is_none() {
         if let Some((key, _)) = &args.cache_validator {
@@ -38,30 +39,58 @@ pub fn check_task(args: &TaskArgs, func: &Function) -> syn::Result<()> {
         if kind == "partial_inputs_only" {
             for (name, span) in names {
                 if func.input(name).is_none() {
-                    let have: Vec<String> = func.inputs.iter().map(|i| i.ident.to_string()).collect();
+                    let have: Vec<String> =
+                        func.inputs.iter().map(|i| i.ident.to_string()).collect();
                     err(
                         &mut errors,
                         *span,
                         format!(
                             "`{name}` is not an argument of `{}`; its arguments are: {}",
                             func.ident(),
-                            if have.is_empty() { "(none)".into() } else { have.join(", ") }
+                            if have.is_empty() {
+                                "(none)".into()
+                            } else {
+                                have.join(", ")
+                            }
                         ),
                     );
                 }
             }
         }
     }
-    for (span, what) in [
-        (args.checkpoint.as_ref().map(|(k, _)| k.span()), "checkpoint"),
-        (args.result.as_ref().map(|(k, _)| k.span()), "result"),
-        (args.target.as_ref().map(|t| t.span()), "target"),
-    ] {
-        if let Some(span) = span {
+    let checkpoint = args.checkpoint.as_ref().map(|(_, on)| *on);
+    if let (Some((key, true)), None) = (&args.checkpoint, &args.result) {
+        err(
+            &mut errors,
+            key.span(),
+            "`checkpoint` needs a `result` to write to: add `result = LocalResult::new(\"~/.taskcache\")`".into(),
+        );
+    }
+    if let Some(target) = &args.target {
+        let mut missing = Vec::new();
+        if args.result.is_none() {
+            missing.push(
+                "`result = LocalResult::new(\"~/.taskcache\")` (where the target file lives)",
+            );
+        }
+        if checkpoint != Some(true) {
+            missing.push("`checkpoint` (so the output is written to the target)");
+        }
+        if !missing.is_empty() {
             err(
                 &mut errors,
-                span,
-                format!("`{what}` is not supported yet: persisting results (checkpoint, result, target) comes in a later release; remove it for now"),
+                target.span(),
+                format!("`target` needs {}", missing.join(" and ")),
+            );
+        }
+        if let Err(e) = crate::template::parse_template(&target.value()) {
+            err(
+                &mut errors,
+                target.span(),
+                format!(
+                    "invalid target template: {} (at byte {})",
+                    e.message, e.offset
+                ),
             );
         }
     }

@@ -1,0 +1,650 @@
+//! Input hashing: the SHA-256 digest of a value's serde serialization.
+//!
+//! The value is serialized straight into the hasher, with no buffer of the whole value.
+//! The encoding is fixed and little-endian, so a digest depends on the value alone: it
+//! is the same in every process, run and platform. Every serializer call writes a
+//! one-byte tag, then its payload; lengths and names are included, so different values
+//! of one type never encode alike.
+//!
+//! Maps are order-independent: each entry is hashed on its own and the entry digests
+//! are summed (256-bit wrapping addition), so a `HashMap` hashes the same whatever its
+//! iteration order, and like a `BTreeMap` with the same entries. Sets serialize as
+//! sequences in serde, so a `HashSet` argument is hashed in its iteration order: use a
+//! `BTreeSet` for a set whose digest must be stable.
+//!
+//! Floats hash their bits, with `-0.0` folded into `0.0` and every NaN into one.
+//! Runs of `u8` (a `Vec<u8>`, which serde sends byte by byte) are gathered into chunks
+//! so that hashing them costs little more than hashing the raw bytes.
+
+use serde::ser::{self, Serialize};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// The SHA-256 digest of one task input, as recorded on a `Cached` state.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
+pub struct InputDigest(pub [u8; 32]);
+
+impl fmt::Debug for InputDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
+/// Why a value could not be hashed: its `Serialize` implementation returned an error.
+#[derive(Debug, thiserror::Error)]
+#[error("could not hash a task input: its Serialize implementation failed: {0}")]
+pub struct HashError(pub String);
+
+impl ser::Error for HashError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        HashError(msg.to_string())
+    }
+}
+
+/// Hashes one value.
+///
+/// # Errors
+/// When the value's `Serialize` implementation fails.
+pub fn hash_input<T: Serialize + ?Sized>(value: &T) -> Result<InputDigest, HashError> {
+    let mut sink = Sink::new();
+    value.serialize(&mut sink)?;
+    Ok(InputDigest(sink.finish()))
+}
+
+mod tag {
+    pub const BOOL: u8 = 1;
+    pub const I8: u8 = 2;
+    pub const I16: u8 = 3;
+    pub const I32: u8 = 4;
+    pub const I64: u8 = 5;
+    pub const I128: u8 = 6;
+    pub const U8_CHUNK: u8 = 7;
+    pub const U16: u8 = 8;
+    pub const U32: u8 = 9;
+    pub const U64: u8 = 10;
+    pub const U128: u8 = 11;
+    pub const F32: u8 = 12;
+    pub const F64: u8 = 13;
+    pub const CHAR: u8 = 14;
+    pub const STR: u8 = 15;
+    pub const BYTES: u8 = 16;
+    pub const NONE: u8 = 17;
+    pub const SOME: u8 = 18;
+    pub const UNIT: u8 = 19;
+    pub const UNIT_STRUCT: u8 = 20;
+    pub const UNIT_VARIANT: u8 = 21;
+    pub const NEWTYPE_STRUCT: u8 = 22;
+    pub const NEWTYPE_VARIANT: u8 = 23;
+    pub const SEQ: u8 = 24;
+    pub const SEQ_END: u8 = 25;
+    pub const TUPLE: u8 = 26;
+    pub const TUPLE_STRUCT: u8 = 27;
+    pub const TUPLE_VARIANT: u8 = 28;
+    pub const MAP: u8 = 29;
+    pub const STRUCT: u8 = 30;
+    pub const STRUCT_VARIANT: u8 = 31;
+    pub const FIELD: u8 = 32;
+    pub const SKIPPED_FIELD: u8 = 33;
+    pub const DISPLAY: u8 = 34;
+}
+
+/// Size of the chunk that gathers consecutive `u8` values.
+const CHUNK: usize = 512;
+
+/// The hasher, with a pending chunk of consecutive `u8` values.
+struct Sink {
+    hasher: Sha256,
+    chunk: [u8; CHUNK],
+    pending: usize,
+}
+
+impl Sink {
+    fn new() -> Self {
+        Sink {
+            hasher: Sha256::new(),
+            chunk: [0; CHUNK],
+            pending: 0,
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        if self.pending > 0 {
+            self.hasher.update([tag::U8_CHUNK]);
+            self.hasher.update((self.pending as u16).to_le_bytes());
+            self.hasher.update(&self.chunk[..self.pending]);
+            self.pending = 0;
+        }
+    }
+
+    #[inline]
+    fn byte(&mut self, v: u8) {
+        self.chunk[self.pending] = v;
+        self.pending += 1;
+        if self.pending == CHUNK {
+            self.flush();
+        }
+    }
+
+    #[inline]
+    fn write(&mut self, tag: u8, payload: &[u8]) {
+        self.flush();
+        self.hasher.update([tag]);
+        self.hasher.update(payload);
+    }
+
+    #[inline]
+    fn len(&mut self, tag: u8, len: usize) {
+        self.write(tag, &(len as u64).to_le_bytes());
+    }
+
+    fn name(&mut self, name: &str) {
+        self.len(tag::STR, name.len());
+        self.hasher.update(name.as_bytes());
+    }
+
+    fn variant(&mut self, tag: u8, enum_name: &str, index: u32, variant: &str) {
+        self.write(tag, &index.to_le_bytes());
+        self.name(enum_name);
+        self.name(variant);
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        self.finish_reset()
+    }
+
+    fn finish_reset(&mut self) -> [u8; 32] {
+        self.flush();
+        self.hasher.finalize_reset().into()
+    }
+}
+
+impl<'a> ser::Serializer for &'a mut Sink {
+    type Ok = ();
+    type Error = HashError;
+    type SerializeSeq = Seq<'a>;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Map<'a>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fn serialize_bool(self, v: bool) -> Result<(), HashError> {
+        self.write(tag::BOOL, &[u8::from(v)]);
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), HashError> {
+        self.write(tag::I8, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), HashError> {
+        self.write(tag::I16, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), HashError> {
+        self.write(tag::I32, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), HashError> {
+        self.write(tag::I64, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), HashError> {
+        self.write(tag::I128, &v.to_le_bytes());
+        Ok(())
+    }
+    #[inline]
+    fn serialize_u8(self, v: u8) -> Result<(), HashError> {
+        self.byte(v);
+        Ok(())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), HashError> {
+        self.write(tag::U16, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), HashError> {
+        self.write(tag::U32, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), HashError> {
+        self.write(tag::U64, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), HashError> {
+        self.write(tag::U128, &v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), HashError> {
+        let bits = if v.is_nan() {
+            f32::NAN.to_bits()
+        } else if v == 0.0 {
+            0
+        } else {
+            v.to_bits()
+        };
+        self.write(tag::F32, &bits.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), HashError> {
+        let bits = if v.is_nan() {
+            f64::NAN.to_bits()
+        } else if v == 0.0 {
+            0
+        } else {
+            v.to_bits()
+        };
+        self.write(tag::F64, &bits.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), HashError> {
+        self.write(tag::CHAR, &u32::from(v).to_le_bytes());
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), HashError> {
+        self.len(tag::STR, v.len());
+        self.hasher.update(v.as_bytes());
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), HashError> {
+        self.len(tag::BYTES, v.len());
+        self.hasher.update(v);
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), HashError> {
+        self.write(tag::NONE, &[]);
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), HashError> {
+        self.write(tag::SOME, &[]);
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), HashError> {
+        self.write(tag::UNIT, &[]);
+        Ok(())
+    }
+    fn serialize_unit_struct(self, name: &'static str) -> Result<(), HashError> {
+        self.write(tag::UNIT_STRUCT, &[]);
+        self.name(name);
+        Ok(())
+    }
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+    ) -> Result<(), HashError> {
+        self.variant(tag::UNIT_VARIANT, name, index, variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.write(tag::NEWTYPE_STRUCT, &[]);
+        self.name(name);
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.variant(tag::NEWTYPE_VARIANT, name, index, variant);
+        value.serialize(self)
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, HashError> {
+        // The length is written at the end, counted, so that `len: None` hashes the same
+        // as a known length.
+        let _ = len;
+        self.write(tag::SEQ, &[]);
+        Ok(Seq {
+            sink: self,
+            count: 0,
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Self, HashError> {
+        self.len(tag::TUPLE, len);
+        Ok(self)
+    }
+    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self, HashError> {
+        self.len(tag::TUPLE_STRUCT, len);
+        self.name(name);
+        Ok(self)
+    }
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self, HashError> {
+        self.variant(tag::TUPLE_VARIANT, name, index, variant);
+        self.len(tag::TUPLE, len);
+        Ok(self)
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Map<'a>, HashError> {
+        Ok(Map {
+            sink: self,
+            entry: None,
+            sum: [0; 4],
+            count: 0,
+        })
+    }
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self, HashError> {
+        self.len(tag::STRUCT, len);
+        self.name(name);
+        Ok(self)
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self, HashError> {
+        self.variant(tag::STRUCT_VARIANT, name, index, variant);
+        self.len(tag::STRUCT, len);
+        Ok(self)
+    }
+    fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<(), HashError> {
+        // Streams the text without allocating: UTF-8 never contains 0xFF, so the end
+        // marker is unambiguous.
+        struct Writer<'s>(&'s mut Sha256, u64);
+        impl fmt::Write for Writer<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0.update(s.as_bytes());
+                self.1 += s.len() as u64;
+                Ok(())
+            }
+        }
+        self.write(tag::DISPLAY, &[]);
+        let mut w = Writer(&mut self.hasher, 0);
+        fmt::write(&mut w, format_args!("{value}"))
+            .map_err(|_| HashError("Display failed".into()))?;
+        let n = w.1;
+        self.hasher.update([0xFF]);
+        self.hasher.update(n.to_le_bytes());
+        Ok(())
+    }
+}
+
+/// A sequence: elements in order, then their count.
+pub(crate) struct Seq<'a> {
+    sink: &'a mut Sink,
+    count: u64,
+}
+
+impl ser::SerializeSeq for Seq<'_> {
+    type Ok = ();
+    type Error = HashError;
+    #[inline]
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        self.count += 1;
+        value.serialize(&mut *self.sink)
+    }
+    fn end(self) -> Result<(), HashError> {
+        self.sink.write(tag::SEQ_END, &self.count.to_le_bytes());
+        Ok(())
+    }
+}
+
+macro_rules! fixed_length {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for &mut Sink {
+            type Ok = ();
+            type Error = HashError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> Result<(), HashError> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+fixed_length!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+impl ser::SerializeStruct for &mut Sink {
+    type Ok = ();
+    type Error = HashError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.write(tag::FIELD, &[]);
+        self.name(key);
+        value.serialize(&mut **self)
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), HashError> {
+        self.write(tag::SKIPPED_FIELD, &[]);
+        self.name(key);
+        Ok(())
+    }
+    fn end(self) -> Result<(), HashError> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for &mut Sink {
+    type Ok = ();
+    type Error = HashError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        ser::SerializeStruct::serialize_field(self, key, value)
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), HashError> {
+        ser::SerializeStruct::skip_field(self, key)
+    }
+    fn end(self) -> Result<(), HashError> {
+        Ok(())
+    }
+}
+
+/// A map: each entry hashed on its own, the entry digests summed, so the order of the
+/// entries does not matter.
+pub(crate) struct Map<'a> {
+    sink: &'a mut Sink,
+    /// The entry being hashed: its key has been written, its value not yet.
+    entry: Option<Box<Sink>>,
+    sum: [u64; 4],
+    count: u64,
+}
+
+impl Map<'_> {
+    fn add(&mut self, digest: [u8; 32]) {
+        let mut carry = 0u64;
+        for (i, limb) in self.sum.iter_mut().enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&digest[i * 8..i * 8 + 8]);
+            let (s1, c1) = limb.overflowing_add(u64::from_le_bytes(word));
+            let (s2, c2) = s1.overflowing_add(carry);
+            *limb = s2;
+            carry = u64::from(c1) + u64::from(c2);
+        }
+        self.count += 1;
+    }
+}
+
+impl ser::SerializeMap for Map<'_> {
+    type Ok = ();
+    type Error = HashError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), HashError> {
+        // One entry sink is reused for every entry of this map.
+        let mut entry = match self.entry.take() {
+            Some(e) => e,
+            None => Box::new(Sink::new()),
+        };
+        key.serialize(&mut *entry)?;
+        self.entry = Some(entry);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        let mut entry = self
+            .entry
+            .take()
+            .ok_or_else(|| HashError("map value serialized before its key".into()))?;
+        value.serialize(&mut *entry)?;
+        let digest = entry.finish_reset();
+        self.add(digest);
+        self.entry = Some(entry);
+        Ok(())
+    }
+    fn end(self) -> Result<(), HashError> {
+        let mut sum = [0u8; 32];
+        for (i, limb) in self.sum.iter().enumerate() {
+            sum[i * 8..i * 8 + 8].copy_from_slice(&limb.to_le_bytes());
+        }
+        self.sink.len(tag::MAP, self.count as usize);
+        self.sink.hasher.update(sum);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    fn h<T: Serialize + ?Sized>(v: &T) -> InputDigest {
+        hash_input(v).unwrap()
+    }
+
+    #[test]
+    fn equal_values_hash_equal_and_different_values_differ() {
+        assert_eq!(h(&(1u64, "x")), h(&(1u64, "x")));
+        assert_ne!(h(&("ab", "c")), h(&("a", "bc")));
+        assert_ne!(h(&Some(0u32)), h(&None::<u32>));
+        assert_ne!(h(&1u32), h(&1u64));
+        assert_ne!(h(&vec![1u32, 2]), h(&vec![2u32, 1]));
+        assert_ne!(h(&Vec::<u8>::new()), h(&()));
+    }
+
+    #[derive(serde::Serialize)]
+    #[allow(dead_code)]
+    enum Shape {
+        Circle(f64),
+        Square(f64),
+        Point,
+        Rect { w: f64, h: f64 },
+    }
+
+    #[test]
+    fn enum_variants_are_told_apart() {
+        assert_ne!(h(&Shape::Circle(1.0)), h(&Shape::Square(1.0)));
+        assert_ne!(h(&Shape::Point), h(&Shape::Rect { w: 0.0, h: 0.0 }));
+        assert_ne!(
+            h(&Shape::Rect { w: 1.0, h: 2.0 }),
+            h(&Shape::Rect { w: 2.0, h: 1.0 })
+        );
+    }
+
+    #[test]
+    fn floats_fold_signed_zero_and_nans() {
+        assert_eq!(h(&-0.0f64), h(&0.0f64));
+        assert_eq!(h(&f64::NAN), h(&-f64::NAN));
+        assert_eq!(h(&f32::NAN), h(&f32::from_bits(0x7fc0_0001)));
+        assert_ne!(h(&1.0f64), h(&-1.0f64));
+    }
+
+    #[test]
+    fn maps_hash_alike_whatever_their_order() {
+        let mut a = HashMap::new();
+        let mut b = HashMap::with_capacity(1000);
+        for i in 0..200u64 {
+            a.insert(format!("k{i}"), i);
+        }
+        for i in (0..200u64).rev() {
+            b.insert(format!("k{i}"), i);
+        }
+        assert_eq!(h(&a), h(&b));
+        let c: BTreeMap<String, u64> = a.clone().into_iter().collect();
+        assert_eq!(
+            h(&a),
+            h(&c),
+            "a BTreeMap and a HashMap with the same entries"
+        );
+        b.insert("k0".into(), 1);
+        assert_ne!(h(&a), h(&b));
+        // Keys and values are not interchangeable between entries.
+        let swapped: HashMap<u64, u64> = [(1, 2), (2, 1)].into();
+        let same: HashMap<u64, u64> = [(1, 1), (2, 2)].into();
+        assert_ne!(h(&swapped), h(&same));
+    }
+
+    #[test]
+    fn nested_maps() {
+        let inner =
+            |n: u64| -> HashMap<u64, String> { (0..n).map(|i| (i, i.to_string())).collect() };
+        let a: HashMap<&str, HashMap<u64, String>> = [("x", inner(5)), ("y", inner(7))].into();
+        let b: HashMap<&str, HashMap<u64, String>> = [("y", inner(7)), ("x", inner(5))].into();
+        assert_eq!(h(&a), h(&b));
+        let c: HashMap<&str, HashMap<u64, String>> = [("x", inner(7)), ("y", inner(5))].into();
+        assert_ne!(h(&a), h(&c));
+    }
+
+    #[test]
+    fn byte_vectors_are_chunked_but_exact() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let mut flipped = data.clone();
+        flipped[5_000] ^= 1;
+        assert_ne!(h(&data), h(&flipped));
+        assert_ne!(h(&data), h(&data[..9_999]));
+        assert_eq!(h(&data), h(&data.clone()));
+        // A chunk boundary falls differently with one more leading element.
+        let mut longer = vec![0u8];
+        longer.extend_from_slice(&data);
+        assert_ne!(h(&data), h(&longer));
+    }
+
+    #[test]
+    fn json_values_hash() {
+        let a: serde_json::Value = serde_json::json!({"a": [1, 2, {"b": null}], "c": "d"});
+        let b: serde_json::Value = serde_json::json!({"c": "d", "a": [1, 2, {"b": null}]});
+        assert_eq!(h(&a), h(&b));
+        assert_ne!(h(&a), h(&serde_json::json!({"c": "d"})));
+    }
+
+    #[test]
+    fn known_answer() {
+        // Pins the encoding: changing it changes every digest users have stored.
+        let hex: String = h(&(1u64, "x"))
+            .0
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, KNOWN);
+    }
+
+    const KNOWN: &str = "a64ecf64e6f43f5f1ca18f2fdea738001b5877cb167d0aa81e0c64a50d43b150";
+
+    struct Fails;
+    impl Serialize for Fails {
+        fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(ser::Error::custom("the mutex is poisoned"))
+        }
+    }
+
+    #[test]
+    fn a_failing_serialize_is_an_error() {
+        let e = hash_input(&Fails).unwrap_err();
+        assert!(e.to_string().contains("the mutex is poisoned"));
+        assert!(hash_input(&vec![Fails]).is_err());
+    }
+}

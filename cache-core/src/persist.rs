@@ -1,0 +1,437 @@
+//! Persistence in a task run: checkpointing outputs through a result backend, target
+//! files, and cached-state records that outlive the process.
+//!
+//! The runner asks this module three things: is there a target to serve from
+//! ([`Persistence::target_hit`]), is there a persisted cached output
+//! ([`Persistence::record_hit`]), and, after a success, where and how to write the output
+//! ([`Persistence::checkpoint`]).
+
+use crate::context::Context;
+use crate::hash::InputDigest;
+use crate::parameters::{Parameter, Parameters};
+use crate::result::{Location, LocationLock, ResultBackend, ResultError};
+use crate::state::{Cached, HashedInputs};
+use crate::template::{Template, TemplateValue, TemplateValues};
+use crate::validators::CacheValidator;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The object-safe face of a [`ResultBackend`] for values of one type `T`, so that a
+/// task run can hold `&'static dyn Backend<T>` without knowing the backend's type.
+pub trait Backend<T>: Send + Sync {
+    /// See [`ResultBackend::describe`].
+    fn describe(&self) -> String;
+    /// See [`ResultBackend::is_persistent`].
+    fn is_persistent(&self) -> bool;
+    /// See [`ResultBackend::location_template`].
+    fn location_template(&self) -> Option<&str>;
+    /// See [`ResultBackend::default_location`].
+    fn default_location(&self, task_name: &str) -> Location;
+    /// See [`ResultBackend::exists`].
+    fn exists(&self, location: &Location) -> Result<bool, ResultError>;
+    /// See [`ResultBackend::read`].
+    fn read(&self, location: &Location) -> Result<T, ResultError>;
+    /// See [`ResultBackend::write`].
+    fn write(&self, value: &T, location: &Location) -> Result<(), ResultError>;
+    /// See [`ResultBackend::lock`].
+    fn lock(&self, location: &Location) -> Result<LocationLock, ResultError>;
+    /// See [`ResultBackend::put_record`].
+    fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError>;
+    /// See [`ResultBackend::get_record`].
+    fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError>;
+    /// See [`ResultBackend::list_records`].
+    fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError>;
+}
+
+impl<T, R> Backend<T> for R
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: ResultBackend,
+{
+    fn describe(&self) -> String {
+        ResultBackend::describe(self)
+    }
+    fn is_persistent(&self) -> bool {
+        ResultBackend::is_persistent(self)
+    }
+    fn location_template(&self) -> Option<&str> {
+        ResultBackend::location_template(self)
+    }
+    fn default_location(&self, task_name: &str) -> Location {
+        ResultBackend::default_location(self, task_name)
+    }
+    fn exists(&self, location: &Location) -> Result<bool, ResultError> {
+        ResultBackend::exists(self, location)
+    }
+    fn read(&self, location: &Location) -> Result<T, ResultError> {
+        ResultBackend::read::<T>(self, location)
+    }
+    fn write(&self, value: &T, location: &Location) -> Result<(), ResultError> {
+        ResultBackend::write::<T>(self, value, location)
+    }
+    fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
+        ResultBackend::lock(self, location)
+    }
+    fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
+        ResultBackend::put_record(self, key, id, bytes)
+    }
+    fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
+        ResultBackend::get_record(self, key, id)
+    }
+    fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
+        ResultBackend::list_records(self, key)
+    }
+}
+
+/// The process-wide checkpointing switch: 0 unset, 1 off, 2 on; `u8::MAX` not read yet.
+static CHECKPOINTING: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// The environment variable of the global checkpointing switch.
+pub const CHECKPOINTING_ENV: &str = "TASKCACHE_CHECKPOINTING";
+
+/// Sets the process-wide checkpointing switch, overriding `TASKCACHE_CHECKPOINTING`:
+/// `Some(false)` turns all persistence off (targets, checkpoints, persisted caches),
+/// `Some(true)` checkpoints every task that has a `result` unless it says
+/// `checkpoint = false`, `None` lets each task's own `checkpoint` decide.
+pub fn set_checkpointing(on: Option<bool>) {
+    CHECKPOINTING.store(encode_switch(on), Ordering::Relaxed);
+}
+
+/// The process-wide checkpointing switch: set with [`set_checkpointing`], else read once
+/// from `TASKCACHE_CHECKPOINTING` (`true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`).
+pub fn checkpointing() -> Option<bool> {
+    match CHECKPOINTING.load(Ordering::Relaxed) {
+        u8::MAX => {
+            let from_env = std::env::var(CHECKPOINTING_ENV).ok().and_then(|v| {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Some(true),
+                    "0" | "false" | "no" | "off" => Some(false),
+                    "" => None,
+                    other => {
+                        tracing::warn!(
+                            "{CHECKPOINTING_ENV}={other:?} is neither true nor false; it is ignored"
+                        );
+                        None
+                    }
+                }
+            });
+            // Keep a value set concurrently by `set_checkpointing`.
+            let _ = CHECKPOINTING.compare_exchange(
+                u8::MAX,
+                encode_switch(from_env),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            decode_switch(CHECKPOINTING.load(Ordering::Relaxed))
+        }
+        v => decode_switch(v),
+    }
+}
+
+fn encode_switch(on: Option<bool>) -> u8 {
+    match on {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    }
+}
+
+fn decode_switch(v: u8) -> Option<bool> {
+    match v {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
+    }
+}
+
+/// Whether a task with `checkpoint` (as written, or not written) persists in `ctx`.
+pub(crate) fn enabled(task_checkpoint: Option<bool>, ctx: &Context) -> bool {
+    match ctx.checkpointing.or_else(checkpointing) {
+        Some(false) => false,
+        Some(true) => task_checkpoint != Some(false),
+        None => task_checkpoint == Some(true),
+    }
+}
+
+/// The values a template is rendered with, in Prefect's order of priority: the task's
+/// own arguments, then the context, then the flow's parameters.
+pub(crate) struct RenderValues<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) inputs: &'a [(&'static str, String)],
+}
+
+impl TemplateValues for RenderValues<'_> {
+    fn value(&self, name: &str) -> Option<TemplateValue<'_>> {
+        if let Some((_, v)) = self.inputs.iter().find(|(n, _)| *n == name) {
+            return Some(TemplateValue::Text(Cow::Borrowed(v)));
+        }
+        if name == "date" {
+            return Some(TemplateValue::Date(self.ctx.date()));
+        }
+        self.ctx
+            .get(name)
+            .map(|v| TemplateValue::Text(Cow::Owned(v)))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names = self.ctx.keys();
+        names.extend(self.inputs.iter().map(|(n, _)| n.to_string()));
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Why persistence could not serve or record a run: shown on the state and logged.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// A template could not be rendered.
+    #[error("task `{task}`: {source}")]
+    Template {
+        /// The task.
+        task: &'static str,
+        /// Why.
+        source: crate::template::TemplateError,
+    },
+    /// A rendered template is not a location inside the result's directory.
+    #[error("task `{task}`: {source}")]
+    Location {
+        /// The task.
+        task: &'static str,
+        /// Why.
+        source: crate::result::LocationError,
+    },
+    /// The backend failed.
+    #[error("task `{task}`: {backend}: {source}")]
+    Backend {
+        /// The task.
+        task: &'static str,
+        /// The backend's description.
+        backend: String,
+        /// Why.
+        source: ResultError,
+    },
+}
+
+/// Renders `template` for a task run into a location.
+pub(crate) fn render(
+    task: &'static str,
+    template: &str,
+    values: &RenderValues<'_>,
+) -> Result<Location, PersistError> {
+    let parsed =
+        Template::parse(template).map_err(|source| PersistError::Template { task, source })?;
+    let rendered = parsed
+        .render(values)
+        .map_err(|source| PersistError::Template { task, source })?;
+    Location::new(rendered).map_err(|source| PersistError::Location { task, source })
+}
+
+/// Reads a value at `location`, treating a damaged or foreign file as absent (with a
+/// warning): the task then recomputes and overwrites it.
+pub(crate) fn read_valid<T>(
+    backend: &dyn Backend<T>,
+    task: &'static str,
+    location: &Location,
+) -> Option<T> {
+    match backend.exists(location) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::warn!(task, location = %location, error = %e, "cannot check the result; the task runs");
+            return None;
+        }
+    }
+    match backend.read(location) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(
+                task,
+                location = %location,
+                error = %e,
+                "the stored result cannot be used; the task runs and overwrites it"
+            );
+            None
+        }
+    }
+}
+
+/// Takes the backend's lock on `location`, or logs why it could not.
+pub(crate) fn lock<T>(
+    backend: &dyn Backend<T>,
+    task: &'static str,
+    location: &Location,
+) -> Option<LocationLock> {
+    match backend.lock(location) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(task, location = %location, error = %e, "cannot lock the target; running without the lock");
+            None
+        }
+    }
+}
+
+/// The persisted form of a [`Cached`] record, stored beside the result it describes.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    version: u32,
+    task: String,
+    location: String,
+    expiration: Option<DateTime<Utc>>,
+    created: DateTime<Utc>,
+    inputs: Vec<(String, InputDigest)>,
+    parameters: BTreeMap<String, (serde_json::Value, InputDigest)>,
+}
+
+const RECORD_VERSION: u32 = 1;
+
+/// The record id of a list of input digests: stable, and what `all_inputs` looks up.
+pub(crate) fn record_id(digests: &[InputDigest]) -> String {
+    let mut h = Sha256::new();
+    for d in digests {
+        h.update(d.0);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the record of a cached output at `location`.
+pub(crate) fn put_record<T>(
+    backend: &dyn Backend<T>,
+    task: &'static str,
+    cached: &Cached,
+    location: &Location,
+) -> Result<(), PersistError> {
+    let record = Record {
+        version: RECORD_VERSION,
+        task: task.to_owned(),
+        location: location.as_str().to_owned(),
+        expiration: cached.expiration,
+        created: cached.created,
+        inputs: cached
+            .hashed_inputs
+            .iter()
+            .map(|(n, d)| (n.to_owned(), *d))
+            .collect(),
+        parameters: cached
+            .parameters
+            .iter()
+            .map(|(n, p)| (n.to_owned(), (p.value().clone(), *p.digest())))
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&record).expect("a record is plain data");
+    backend
+        .put_record(
+            &cached.cache_key,
+            &record_id(cached.hashed_inputs.digests()),
+            &bytes,
+        )
+        .map_err(|source| PersistError::Backend {
+            task,
+            backend: backend.describe(),
+            source,
+        })
+}
+
+/// A persisted cached output that the validator accepts.
+pub(crate) struct RecordHit<T> {
+    pub(crate) value: T,
+    pub(crate) cached: Cached,
+    pub(crate) location: Location,
+}
+
+/// Looks for a valid persisted cached output under `key`: by id when the validator
+/// needs equal inputs, else among all the key's records.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_hit<T>(
+    backend: &dyn Backend<T>,
+    task: &'static str,
+    key: &'static str,
+    names: &'static [&'static str],
+    validator: &CacheValidator,
+    digests: &[InputDigest],
+    parameters: &Parameters,
+    now: DateTime<Utc>,
+) -> Option<RecordHit<T>> {
+    let ids = if validator.requires_equal_inputs() {
+        vec![record_id(digests)]
+    } else {
+        match backend.list_records(key) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(task, cache_key = key, error = %e, "cannot list persisted cache records");
+                return None;
+            }
+        }
+    };
+    let inputs = HashedInputs::new(names, digests);
+    for id in ids {
+        let bytes = match backend.get_record(key, &id) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(task, cache_key = key, record = %id, error = %e, "cannot read a persisted cache record");
+                continue;
+            }
+        };
+        let Some(cached_and_location) = decode_record(&bytes, names, key) else {
+            tracing::warn!(task, cache_key = key, record = %id, "a persisted cache record is damaged or from another version; it is ignored");
+            continue;
+        };
+        let (cached, location) = cached_and_location;
+        if !validator.is_valid(&cached, &inputs, parameters, now) {
+            continue;
+        }
+        if let Some(value) = read_valid(backend, task, &location) {
+            return Some(RecordHit {
+                value,
+                cached,
+                location,
+            });
+        }
+    }
+    None
+}
+
+fn decode_record(
+    bytes: &[u8],
+    names: &'static [&'static str],
+    key: &'static str,
+) -> Option<(Cached, Location)> {
+    let record: Record = serde_json::from_slice(bytes).ok()?;
+    if record.version != RECORD_VERSION {
+        return None;
+    }
+    // Records are only compared with runs of tasks under the same key; a record made by
+    // a task with other argument names keeps its digests under the current names only
+    // when the names agree, else it cannot match on inputs.
+    let same_names = record.inputs.len() == names.len()
+        && record.inputs.iter().zip(names).all(|((a, _), b)| a == b);
+    let digests: Vec<InputDigest> = if same_names {
+        record.inputs.iter().map(|(_, d)| *d).collect()
+    } else {
+        vec![InputDigest([0; 32]); names.len()]
+    };
+    let parameters = Parameters::from_map(
+        record
+            .parameters
+            .into_iter()
+            .map(|(n, (v, d))| (n, Parameter::from_parts(v, d)))
+            .collect(),
+    );
+    let location = Location::new(record.location).ok()?;
+    Some((
+        Cached {
+            expiration: record.expiration,
+            hashed_inputs: HashedInputs::new(names, digests),
+            parameters,
+            cache_key: Cow::Borrowed(key),
+            created: record.created,
+        },
+        location,
+    ))
+}

@@ -1,0 +1,442 @@
+//! The file format of a stored result, and crash-safe writes and verified reads of it.
+//!
+//! A file is a 60-byte header, then the payload:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `TASKCCH\0` |
+//! | 2 | format version (1), little-endian |
+//! | 1 | serializer id |
+//! | 1 | flags: bit 0 set when the payload is the raw bytes of a `Vec<u8>` |
+//! | 8 | fingerprint of the Rust type (SHA-256 of its type name), little-endian |
+//! | 8 | payload length, little-endian |
+//! | 32 | SHA-256 of the payload |
+//!
+//! Writes go to a temporary file in the same directory, which is synced, renamed into
+//! place and the directory synced: a reader sees the old file or the new one, never a
+//! part. Reads check the header, then the payload's length and checksum, and only then
+//! decode it: damaged bytes are never decoded.
+
+use sha2::{Digest, Sha256};
+use std::any::{Any, TypeId};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use taskcache_core::result::{ResultError, Serializer};
+
+/// The first bytes of every result file.
+pub const MAGIC: [u8; 8] = *b"TASKCCH\0";
+/// The current format version.
+pub const VERSION: u16 = 1;
+/// The size of the header.
+pub const HEADER_LEN: usize = 60;
+const FLAG_RAW: u8 = 1;
+
+/// The header of a result file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The serializer that wrote the payload.
+    pub serializer: u8,
+    /// Flags (raw bytes).
+    pub flags: u8,
+    /// The fingerprint of the stored type.
+    pub fingerprint: u64,
+    /// The payload's length.
+    pub len: u64,
+    /// The payload's SHA-256.
+    pub digest: [u8; 32],
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[..8].copy_from_slice(&MAGIC);
+        h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        h[10] = self.serializer;
+        h[11] = self.flags;
+        h[12..20].copy_from_slice(&self.fingerprint.to_le_bytes());
+        h[20..28].copy_from_slice(&self.len.to_le_bytes());
+        h[28..60].copy_from_slice(&self.digest);
+        h
+    }
+
+    fn decode(h: &[u8; HEADER_LEN], path: &Path) -> Result<Self, ResultError> {
+        if h[..8] != MAGIC {
+            return Err(corrupt(path, "it is not a taskcache result (bad magic)"));
+        }
+        let version = u16::from_le_bytes([h[8], h[9]]);
+        if version != VERSION {
+            return Err(corrupt(
+                path,
+                format!("format version {version}, expected {VERSION}"),
+            ));
+        }
+        let word = |r: std::ops::Range<usize>| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[r]);
+            u64::from_le_bytes(b)
+        };
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&h[28..60]);
+        Ok(Header {
+            serializer: h[10],
+            flags: h[11],
+            fingerprint: word(12..20),
+            len: word(20..28),
+            digest,
+        })
+    }
+}
+
+/// The fingerprint of a Rust type: the first 8 bytes of the SHA-256 of its name.
+pub fn fingerprint<T: ?Sized>() -> u64 {
+    let d = Sha256::digest(std::any::type_name::<T>().as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(b)
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> ResultError {
+    ResultError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ResultError + '_ {
+    move |source| ResultError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encodes `value` with its header into `out` (which must start empty and be seekable),
+/// streaming the payload.
+pub fn encode_into<T, S, W>(
+    value: &T,
+    serializer: &S,
+    out: &mut W,
+    path: &Path,
+) -> Result<(), ResultError>
+where
+    T: serde::Serialize + 'static,
+    S: Serializer,
+    W: Write + Seek,
+{
+    out.write_all(&[0u8; HEADER_LEN]).map_err(io_error(path))?;
+    let raw = raw_bytes(value, serializer);
+    let (digest, len) = match raw {
+        Some(bytes) => {
+            out.write_all(bytes).map_err(io_error(path))?;
+            (Sha256::digest(bytes).into(), bytes.len() as u64)
+        }
+        None => {
+            let mut hashing = Hashing {
+                inner: BufWriter::with_capacity(1 << 20, &mut *out),
+                hasher: Sha256::new(),
+                len: 0,
+            };
+            serializer
+                .serialize(value, &mut hashing)
+                .map_err(|source| ResultError::Serialize {
+                    path: path.to_path_buf(),
+                    serializer: serializer.name(),
+                    source,
+                })?;
+            hashing.flush().map_err(io_error(path))?;
+            (hashing.hasher.finalize().into(), hashing.len)
+        }
+    };
+    let header = Header {
+        serializer: serializer.id(),
+        flags: if raw.is_some() { FLAG_RAW } else { 0 },
+        fingerprint: fingerprint::<T>(),
+        len,
+        digest,
+    };
+    out.seek(SeekFrom::Start(0)).map_err(io_error(path))?;
+    out.write_all(&header.encode()).map_err(io_error(path))?;
+    Ok(())
+}
+
+/// The raw bytes of a `Vec<u8>` value, when the serializer allows storing them as is.
+fn raw_bytes<'a, T: 'static, S: Serializer>(value: &'a T, serializer: &S) -> Option<&'a [u8]> {
+    if serializer.raw_bytes() && TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+        (value as &dyn Any)
+            .downcast_ref::<Vec<u8>>()
+            .map(Vec::as_slice)
+    } else {
+        None
+    }
+}
+
+/// Writes `value` to `path` atomically and durably: temporary file in the same
+/// directory, `sync_all`, rename, sync of the directory. On any error the temporary
+/// file is removed and `path` is untouched.
+pub fn write_file<T, S>(value: &T, serializer: &S, path: &Path) -> Result<(), ResultError>
+where
+    T: serde::Serialize + 'static,
+    S: Serializer,
+{
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io_error(dir))?;
+    encode_into(value, serializer, tmp.as_file_mut(), path)?;
+    tmp.as_file().sync_all().map_err(io_error(path))?;
+    tmp.persist(path).map_err(|e| ResultError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+/// Writes raw `bytes` to `path` atomically and durably (for records).
+pub fn write_bytes(bytes: &[u8], path: &Path) -> Result<(), ResultError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io_error(dir))?;
+    tmp.write_all(bytes).map_err(io_error(path))?;
+    tmp.as_file().sync_all().map_err(io_error(path))?;
+    tmp.persist(path).map_err(|e| ResultError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ResultError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))?;
+    let _ = dir;
+    Ok(())
+}
+
+/// Reads and verifies the value in `file` (`path` is for messages).
+pub fn read_from<T, S>(
+    mut file: impl Read,
+    file_len: u64,
+    serializer: &S,
+    path: &Path,
+) -> Result<T, ResultError>
+where
+    T: serde::de::DeserializeOwned + 'static,
+    S: Serializer,
+{
+    let mut head = [0u8; HEADER_LEN];
+    if file_len < HEADER_LEN as u64 {
+        return Err(corrupt(
+            path,
+            format!("{file_len} bytes, shorter than the {HEADER_LEN}-byte header"),
+        ));
+    }
+    file.read_exact(&mut head).map_err(io_error(path))?;
+    let header = Header::decode(&head, path)?;
+    if header.serializer != serializer.id() {
+        return Err(corrupt(
+            path,
+            format!(
+                "written with serializer {}, read with {} ({})",
+                header.serializer,
+                serializer.id(),
+                serializer.name()
+            ),
+        ));
+    }
+    if header.fingerprint != fingerprint::<T>() {
+        return Err(ResultError::TypeMismatch {
+            path: path.to_path_buf(),
+            expected: std::any::type_name::<T>().to_owned(),
+            found: format!("type with fingerprint {:016x}", header.fingerprint),
+        });
+    }
+    let payload_len = file_len - HEADER_LEN as u64;
+    if header.len != payload_len {
+        return Err(corrupt(
+            path,
+            format!(
+                "the header claims {} payload bytes but the file holds {payload_len}",
+                header.len
+            ),
+        ));
+    }
+    // The length is bounded by the file's real size, so this allocation is too.
+    let len =
+        usize::try_from(payload_len).map_err(|_| corrupt(path, "payload larger than memory"))?;
+    let mut payload = vec![0u8; len];
+    file.read_exact(&mut payload).map_err(io_error(path))?;
+    let digest: [u8; 32] = Sha256::digest(&payload).into();
+    if digest != header.digest {
+        return Err(corrupt(path, "checksum mismatch"));
+    }
+    let raw = header.flags & FLAG_RAW != 0;
+    if raw {
+        if TypeId::of::<T>() != TypeId::of::<Vec<u8>>() {
+            return Err(corrupt(
+                path,
+                "raw bytes stored for a type that is not Vec<u8>",
+            ));
+        }
+        let boxed: Box<dyn Any> = Box::new(payload);
+        return boxed
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| corrupt(path, "raw bytes for another type"));
+    }
+    serializer.deserialize(&payload).map_err(|e| {
+        corrupt(
+            path,
+            format!(
+                "the payload does not decode with {}: {e}",
+                serializer.name()
+            ),
+        )
+    })
+}
+
+/// Reads and verifies the value stored at `path`.
+pub fn read_file<T, S>(path: &Path, serializer: &S) -> Result<T, ResultError>
+where
+    T: serde::de::DeserializeOwned + 'static,
+    S: Serializer,
+{
+    let file = File::open(path).map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    read_from(file, len, serializer, path)
+}
+
+/// `path` with `.lock` appended under a hidden lock directory of `root`.
+pub(crate) fn lock_path(root: &Path, location: &str) -> PathBuf {
+    let d = Sha256::digest(location.as_bytes());
+    let name: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    root.join(".locks").join(format!("{name}.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serializers::{BincodeSerializer, JsonSerializer};
+    use std::io::Cursor;
+
+    fn encode<T: serde::Serialize + 'static>(value: &T) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        encode_into(value, &BincodeSerializer, &mut out, Path::new("test")).unwrap();
+        out.into_inner()
+    }
+
+    fn decode<T: serde::de::DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, ResultError> {
+        read_from(
+            bytes,
+            bytes.len() as u64,
+            &BincodeSerializer,
+            Path::new("test"),
+        )
+    }
+
+    /// A file whose header is valid for `payload`, however the payload lies.
+    fn forged<T: ?Sized>(payload: &[u8]) -> Vec<u8> {
+        let header = Header {
+            serializer: BincodeSerializer.id(),
+            flags: 0,
+            fingerprint: fingerprint::<T>(),
+            len: payload.len() as u64,
+            digest: Sha256::digest(payload).into(),
+        };
+        let mut file = header.encode().to_vec();
+        file.extend_from_slice(payload);
+        file
+    }
+
+    #[test]
+    fn round_trips_and_raw_bytes() {
+        let v = vec![("a".to_string(), 1u64), ("b".to_string(), 2)];
+        assert_eq!(decode::<Vec<(String, u64)>>(&encode(&v)).unwrap(), v);
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let file = encode(&bytes);
+        assert_eq!(file[11], FLAG_RAW);
+        assert_eq!(file.len(), HEADER_LEN + bytes.len());
+        assert_eq!(decode::<Vec<u8>>(&file).unwrap(), bytes);
+        let mut out = Cursor::new(Vec::new());
+        encode_into(&v, &JsonSerializer, &mut out, Path::new("t")).unwrap();
+        let file = out.into_inner();
+        assert_eq!(&file[HEADER_LEN..], br#"[["a",1],["b",2]]"#);
+        let back: Vec<(String, u64)> = read_from(
+            &file[..],
+            file.len() as u64,
+            &JsonSerializer,
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn damage_is_detected_before_decoding() {
+        let file = encode(&"hello".to_string());
+        let short = &file[..file.len() - 1];
+        assert!(matches!(
+            decode::<String>(short),
+            Err(ResultError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<String>(&file[..10]),
+            Err(ResultError::Corrupt { .. })
+        ));
+        let mut flipped = file.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        let e = decode::<String>(&flipped).unwrap_err();
+        assert!(e.to_string().contains("checksum"), "{e}");
+        let mut magic = file.clone();
+        magic[0] = b'X';
+        assert!(decode::<String>(&magic)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
+        assert!(matches!(
+            decode::<Vec<u32>>(&file),
+            Err(ResultError::TypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_crafted_length_with_a_valid_checksum_does_not_allocate_it() {
+        // A String whose varint length claims u64::MAX / 2 bytes (0xFD: an 8-byte length).
+        let mut payload = vec![0xFD];
+        payload.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        payload.extend_from_slice(b"tiny");
+        let e = decode::<String>(&forged::<String>(&payload)).unwrap_err();
+        assert!(matches!(e, ResultError::Corrupt { .. }), "{e}");
+        // The same for a Vec<String> claiming 2^40 elements.
+        let mut payload = vec![0xFD];
+        payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let e = decode::<Vec<String>>(&forged::<Vec<String>>(&payload)).unwrap_err();
+        assert!(matches!(e, ResultError::Corrupt { .. }), "{e}");
+    }
+}

@@ -1,0 +1,221 @@
+//! `LocalResult`: results as files in a local directory.
+
+use crate::format;
+use crate::serializers::BincodeSerializer;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use taskcache_core::result::{Location, LocationLock, ResultBackend, ResultError, Serializer};
+
+/// Stores results as files under a directory, as Prefect's `LocalResult(dir=…)`.
+///
+/// `~` at the start of the directory is the user's home. The directory is created on
+/// the first write. Each file carries a header with the stored type's fingerprint and
+/// the payload's checksum; writes are atomic and durable.
+///
+/// ```
+/// use taskcache_results::LocalResult;
+/// let result = LocalResult::new("~/.taskcache").with_location("{task_name}/{today}.bin");
+/// assert!(result.dir().ends_with(".taskcache"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct LocalResult<S = BincodeSerializer> {
+    dir: PathBuf,
+    location: Option<String>,
+    serializer: S,
+}
+
+impl LocalResult {
+    /// Results under `dir` (`~` expanded), written with bincode.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        LocalResult {
+            dir: expand_home(dir.as_ref()),
+            location: None,
+            serializer: BincodeSerializer,
+        }
+    }
+}
+
+impl<S: Serializer> LocalResult<S> {
+    /// Writes each output to this templated location (`"{task_name}/{today}.bin"`)
+    /// instead of a fresh unique one.
+    pub fn with_location(mut self, template: impl Into<String>) -> Self {
+        self.location = Some(template.into());
+        self
+    }
+
+    /// Uses another serializer, as `JsonSerializer` for files people read.
+    pub fn with_serializer<S2: Serializer>(self, serializer: S2) -> LocalResult<S2> {
+        LocalResult {
+            dir: self.dir,
+            location: self.location,
+            serializer,
+        }
+    }
+
+    /// The directory results are stored under.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, location: &Location) -> PathBuf {
+        location.under(&self.dir)
+    }
+
+    fn records_dir(&self, key: &str) -> PathBuf {
+        let encoded: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(".taskcache-records").join(encoded)
+    }
+}
+
+/// `~` and `~/…` relative to `$HOME`; other paths unchanged.
+fn expand_home(dir: &Path) -> PathBuf {
+    let Some(text) = dir.to_str() else {
+        return dir.to_path_buf();
+    };
+    let rest = match text.strip_prefix('~') {
+        Some("") => "",
+        Some(rest) if rest.starts_with('/') => &rest[1..],
+        _ => return dir.to_path_buf(),
+    };
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(rest),
+        None => dir.to_path_buf(),
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultError + '_ {
+    move |source| ResultError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
+    fn describe(&self) -> String {
+        format!("LocalResult(dir = {})", self.dir.display())
+    }
+
+    fn is_persistent(&self) -> bool {
+        true
+    }
+
+    fn location_template(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    fn default_location(&self, task_name: &str) -> Location {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+        let id = uuid::Uuid::new_v4().simple();
+        Location::new(format!("{}/{stamp}-{id}.bin", safe_name(task_name)))
+            .expect("a sanitised name and a timestamp make a valid location")
+    }
+
+    fn exists(&self, location: &Location) -> Result<bool, ResultError> {
+        let path = self.path(location);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn read<T: serde::de::DeserializeOwned + 'static>(
+        &self,
+        location: &Location,
+    ) -> Result<T, ResultError> {
+        let path = self.path(location);
+        match format::read_file(&path, &self.serializer) {
+            Err(ResultError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(ResultError::NotFound {
+                    location: location.clone(),
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn write<T: serde::Serialize + 'static>(
+        &self,
+        value: &T,
+        location: &Location,
+    ) -> Result<(), ResultError> {
+        format::write_file(value, &self.serializer, &self.path(location))
+    }
+
+    fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
+        let path = format::lock_path(&self.dir, location.as_str());
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let file: File = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        // An exclusive lock on the open file: held across processes and, since each call
+        // opens the file anew, across threads too; released when the file is closed.
+        file.lock().map_err(io(&path))?;
+        Ok(LocationLock::new(file))
+    }
+
+    fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
+        let path = self.records_dir(key).join(format!("{}.rec", safe_name(id)));
+        format::write_bytes(bytes, &path)
+    }
+
+    fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
+        let path = self.records_dir(key).join(format!("{}.rec", safe_name(id)));
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
+        let dir = self.records_dir(key);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&dir))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rec"))
+            {
+                ids.push(id.to_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
+        let path = self.records_dir(key).join(format!("{}.rec", safe_name(id)));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+}
