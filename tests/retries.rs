@@ -51,7 +51,7 @@ fn a_retry_runs_with_the_cached_inputs() {
         [Running, Retrying, Running, Retrying, Running, Success]
     );
     assert!(
-        state.history()[1].message.contains("attempt 1 of 4"),
+        state.history()[1].message.contains("Attempt 1 of 4"),
         "{}",
         state.history()[1].message
     );
