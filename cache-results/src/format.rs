@@ -131,11 +131,15 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Encodes `value` with its header into `out` (which must start empty and be seekable),
 /// streaming the payload.
+///
+/// `sync` is called once the payload is written, while a large payload may still be
+/// being hashed: for a file, syncing its data then overlaps with the hashing.
 pub fn encode_into<T, S, W>(
     value: &T,
     serializer: &S,
     out: &mut W,
     path: &Path,
+    sync: impl FnOnce(&mut W) -> io::Result<()>,
 ) -> Result<(), ResultError>
 where
     T: serde::Serialize + 'static,
@@ -146,24 +150,28 @@ where
     let raw = raw_bytes(value, serializer);
     let (digest, len) = match raw {
         Some(bytes) => {
-            out.write_all(bytes).map_err(io_error(path))?;
-            (Sha256::digest(bytes).into(), bytes.len() as u64)
+            let digest = write_and_hash(out, bytes, sync).map_err(io_error(path))?;
+            (digest, bytes.len() as u64)
         }
         None => {
-            let mut hashing = Hashing {
-                inner: BufWriter::with_capacity(1 << 20, &mut *out),
-                hasher: Sha256::new(),
-                len: 0,
+            let (digest, len) = {
+                let mut hashing = Hashing {
+                    inner: BufWriter::with_capacity(1 << 20, &mut *out),
+                    hasher: Sha256::new(),
+                    len: 0,
+                };
+                serializer
+                    .serialize(value, &mut hashing)
+                    .map_err(|source| ResultError::Serialize {
+                        path: path.to_path_buf(),
+                        serializer: serializer.name(),
+                        source,
+                    })?;
+                hashing.flush().map_err(io_error(path))?;
+                (hashing.hasher.finalize().into(), hashing.len)
             };
-            serializer
-                .serialize(value, &mut hashing)
-                .map_err(|source| ResultError::Serialize {
-                    path: path.to_path_buf(),
-                    serializer: serializer.name(),
-                    source,
-                })?;
-            hashing.flush().map_err(io_error(path))?;
-            (hashing.hasher.finalize().into(), hashing.len)
+            sync(out).map_err(io_error(path))?;
+            (digest, len)
         }
     };
     let header = Header {
@@ -189,6 +197,63 @@ fn raw_bytes<'a, T: 'static, S: Serializer>(value: &'a T, serializer: &S) -> Opt
     }
 }
 
+/// Payloads from this size on are hashed on a second thread while the first does the
+/// I/O: hashing and disk then overlap instead of adding up.
+const PARALLEL_FROM: usize = 1 << 20;
+const PIPELINE_CHUNK: usize = 8 << 20;
+
+/// Writes `bytes` to `out`, then `sync`s it, and returns their SHA-256.
+fn write_and_hash<W: Write>(
+    out: &mut W,
+    bytes: &[u8],
+    sync: impl FnOnce(&mut W) -> io::Result<()>,
+) -> io::Result<[u8; 32]> {
+    if bytes.len() < PARALLEL_FROM {
+        out.write_all(bytes)?;
+        sync(out)?;
+        return Ok(Sha256::digest(bytes).into());
+    }
+    std::thread::scope(|s| {
+        let hasher = s.spawn(|| Sha256::digest(bytes));
+        let written = out.write_all(bytes).and_then(|()| sync(out));
+        let digest = hasher.join().expect("hashing a slice does not panic");
+        written.map(|()| digest.into())
+    })
+}
+
+/// Fills `payload` from `file` and returns its SHA-256, hashing each chunk on a second
+/// thread as soon as it has been read.
+fn read_and_hash(file: &mut impl Read, payload: &mut [u8]) -> io::Result<[u8; 32]> {
+    if payload.len() < PARALLEL_FROM {
+        file.read_exact(payload)?;
+        return Ok(Sha256::digest(&*payload).into());
+    }
+    std::thread::scope(|s| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<&[u8]>(4);
+        let hasher = s.spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in receive {
+                h.update(chunk);
+            }
+            h.finalize()
+        });
+        let mut read = Ok(());
+        for chunk in payload.chunks_mut(PIPELINE_CHUNK) {
+            if let Err(e) = file.read_exact(chunk) {
+                read = Err(e);
+                break;
+            }
+            let chunk: &[u8] = chunk;
+            if send.send(chunk).is_err() {
+                break;
+            }
+        }
+        drop(send);
+        let digest = hasher.join().expect("hashing a slice does not panic");
+        read.map(|()| digest.into())
+    })
+}
+
 /// Writes `value` to `path` atomically and durably: temporary file in the same
 /// directory, `sync_all`, rename, sync of the directory. On any error the temporary
 /// file is removed and `path` is untouched.
@@ -203,7 +268,11 @@ where
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(io_error(dir))?;
-    encode_into(value, serializer, tmp.as_file_mut(), path)?;
+    // The payload's data is synced as soon as it is written (overlapping the hashing of
+    // a large one); the final sync then has only the header left to write back.
+    encode_into(value, serializer, tmp.as_file_mut(), path, |f| {
+        f.sync_data()
+    })?;
     tmp.as_file().sync_all().map_err(io_error(path))?;
     tmp.persist(path).map_err(|e| ResultError::Io {
         path: path.to_path_buf(),
@@ -291,8 +360,7 @@ where
     let len =
         usize::try_from(payload_len).map_err(|_| corrupt(path, "payload larger than memory"))?;
     let mut payload = vec![0u8; len];
-    file.read_exact(&mut payload).map_err(io_error(path))?;
-    let digest: [u8; 32] = Sha256::digest(&payload).into();
+    let digest = read_and_hash(&mut file, &mut payload).map_err(io_error(path))?;
     if digest != header.digest {
         return Err(corrupt(path, "checksum mismatch"));
     }
@@ -347,7 +415,14 @@ mod tests {
 
     fn encode<T: serde::Serialize + 'static>(value: &T) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
-        encode_into(value, &BincodeSerializer, &mut out, Path::new("test")).unwrap();
+        encode_into(
+            value,
+            &BincodeSerializer,
+            &mut out,
+            Path::new("test"),
+            |_| Ok(()),
+        )
+        .unwrap();
         out.into_inner()
     }
 
@@ -384,7 +459,7 @@ mod tests {
         assert_eq!(file.len(), HEADER_LEN + bytes.len());
         assert_eq!(decode::<Vec<u8>>(&file).unwrap(), bytes);
         let mut out = Cursor::new(Vec::new());
-        encode_into(&v, &JsonSerializer, &mut out, Path::new("t")).unwrap();
+        encode_into(&v, &JsonSerializer, &mut out, Path::new("t"), |_| Ok(())).unwrap();
         let file = out.into_inner();
         assert_eq!(&file[HEADER_LEN..], br#"[["a",1],["b",2]]"#);
         let back: Vec<(String, u64)> = read_from(

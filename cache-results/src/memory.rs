@@ -128,7 +128,13 @@ impl ResultBackend for MemoryResult {
         location: &Location,
     ) -> Result<(), ResultError> {
         let mut out = Cursor::new(Vec::new());
-        format::encode_into(value, &BincodeSerializer, &mut out, &memory_path(location))?;
+        format::encode_into(
+            value,
+            &BincodeSerializer,
+            &mut out,
+            &memory_path(location),
+            |_| Ok(()),
+        )?;
         guard(&self.shared.values).insert(location.clone(), out.into_inner());
         Ok(())
     }
