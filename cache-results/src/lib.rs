@@ -15,7 +15,8 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 //!
-//! - [`LocalResult`]: files under a directory (bincode by default, JSON on request).
+//! - [`LocalResult`]: files under a directory (bincode by default, JSON on request,
+//!   either compressed with `Zstd`).
 //! - [`MemoryResult`]: in process memory, for tests and single-process targets.
 //! - [`format`]: the file format (header with type fingerprint and checksum), atomic
 //!   writes, verified reads.
@@ -29,5 +30,7 @@ mod serializers;
 
 pub use local::LocalResult;
 pub use memory::MemoryResult;
+#[cfg(feature = "zstd")]
+pub use serializers::Zstd;
 pub use serializers::{BincodeSerializer, JsonSerializer};
 pub use taskcache_core::result::{Location, LocationError, ResultBackend, ResultError, Serializer};

@@ -43,7 +43,8 @@ impl<S: Serializer> LocalResult<S> {
         self
     }
 
-    /// Uses another serializer, as `JsonSerializer` for files people read.
+    /// Uses another serializer: `JsonSerializer` for files people read,
+    /// `Zstd::new(BincodeSerializer)` for large compressible values.
     pub fn with_serializer<S2: Serializer>(self, serializer: S2) -> LocalResult<S2> {
         LocalResult {
             dir: self.dir,
@@ -217,5 +218,132 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&path)(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serializers::JsonSerializer;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Report {
+        region: String,
+        rows: Vec<u64>,
+    }
+
+    fn report() -> Report {
+        Report {
+            region: "emea".into(),
+            rows: (0..1000).collect(),
+        }
+    }
+
+    fn round_trip<S: Serializer + Clone>(serializer: S) -> PathBuf {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let result = LocalResult::new(&dir).with_serializer(serializer);
+        let at = Location::new("a/b/report.bin").unwrap();
+        result.write(&report(), &at).unwrap();
+        assert_eq!(result.read::<Report>(&at).unwrap(), report());
+        let bytes: Vec<u8> = (0..=255).collect();
+        let raw = Location::new("bytes.bin").unwrap();
+        result.write(&bytes, &raw).unwrap();
+        assert_eq!(result.read::<Vec<u8>>(&raw).unwrap(), bytes);
+        at.under(&dir)
+    }
+
+    #[test]
+    fn round_trips_with_every_serializer() {
+        let json = round_trip(JsonSerializer);
+        let text = std::fs::read(&json).unwrap();
+        assert!(text.ends_with(b"999]}"), "JSON payload after the header");
+        round_trip(BincodeSerializer);
+        #[cfg(feature = "zstd")]
+        {
+            let path = round_trip(crate::Zstd::new(BincodeSerializer));
+            let plain = round_trip(BincodeSerializer);
+            assert!(
+                std::fs::metadata(path).unwrap().len() < std::fs::metadata(plain).unwrap().len()
+            );
+            round_trip(crate::Zstd::new(JsonSerializer).with_level(9));
+        }
+    }
+
+    #[test]
+    fn a_file_from_another_serializer_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = Location::new("r.bin").unwrap();
+        LocalResult::new(dir.path())
+            .with_serializer(JsonSerializer)
+            .write(&report(), &at)
+            .unwrap();
+        let e = LocalResult::new(dir.path())
+            .read::<Report>(&at)
+            .unwrap_err();
+        assert!(matches!(e, ResultError::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn home_is_expanded() {
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(
+            LocalResult::new("~/.taskcache").dir(),
+            home.join(".taskcache")
+        );
+        assert_eq!(LocalResult::new("~").dir(), home);
+        assert_eq!(LocalResult::new("/tmp/~x").dir(), Path::new("/tmp/~x"));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let result = LocalResult::new(dir.path().join("file").join("sub"));
+        let e = result
+            .write(&1u32, &Location::new("a.bin").unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("file"), "{e}");
+        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(entries.len(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn locks_serialize_threads() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let result = LocalResult::new(dir.path());
+        let at = Location::new("t.bin").unwrap();
+        let inside = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let _lock = result.lock(&at).unwrap();
+                    assert_eq!(
+                        inside.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "one holder at a time"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn records_with_any_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = LocalResult::new(dir.path());
+        let key = "prices / eu and us";
+        result.put_record(key, "ab12", b"one").unwrap();
+        result.put_record(key, "cd34", b"two").unwrap();
+        assert_eq!(
+            result.get_record(key, "ab12").unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        assert_eq!(result.list_records(key).unwrap(), ["ab12", "cd34"]);
+        result.remove_record(key, "ab12").unwrap();
+        assert_eq!(result.list_records(key).unwrap(), ["cd34"]);
+        assert_eq!(result.get_record("other", "ab12").unwrap(), None);
     }
 }
