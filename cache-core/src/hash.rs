@@ -50,7 +50,7 @@ impl ser::Error for HashError {
 /// # Errors
 /// When the value's `Serialize` implementation fails.
 pub fn hash_input<T: Serialize + ?Sized>(value: &T) -> Result<InputDigest, HashError> {
-    let mut sink = Sink::new();
+    let mut sink = Sink::new(true);
     value.serialize(&mut sink)?;
     Ok(InputDigest(sink.finish()))
 }
@@ -94,47 +94,164 @@ mod tag {
 
 /// Size of the chunk that gathers consecutive `u8` values.
 const CHUNK: usize = 512;
+/// Once an input has fed this many bytes, the rest is hashed on a second thread while
+/// this one goes on encoding: for a large `Vec<u8>`, serde's byte-by-byte encoding and
+/// SHA-256 then overlap instead of adding up. The digest is the same either way.
+const PIPE_FROM: usize = 1 << 20;
+/// The size of the buffers handed to the hashing thread.
+const PIPE_BUFFER: usize = 1 << 20;
 
-/// The hasher, with a pending chunk of consecutive `u8` values.
+/// Where the encoded bytes go: a hasher on this thread, or a hashing thread.
+enum Engine {
+    Inline { hasher: Sha256, fed: usize },
+    Piped(Pipe),
+}
+
+/// A hashing thread and the buffers travelling to it and back.
+struct Pipe {
+    buffer: Vec<u8>,
+    send: std::sync::mpsc::SyncSender<Vec<u8>>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: std::thread::JoinHandle<[u8; 32]>,
+}
+
+impl Pipe {
+    fn start(hasher: Sha256) -> Result<Pipe, Sha256> {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(hasher)));
+        let theirs = std::sync::Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("taskcache-hash".into())
+            .spawn(move || {
+                let mut hasher = theirs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .unwrap_or_default();
+                for mut buffer in receive {
+                    hasher.update(&buffer);
+                    buffer.clear();
+                    let _ = recycle.send(buffer);
+                }
+                hasher.finalize().into()
+            });
+        match spawned {
+            Ok(thread) => Ok(Pipe {
+                buffer: Vec::with_capacity(PIPE_BUFFER),
+                send,
+                recycled,
+                thread,
+            }),
+            // No thread to be had: keep hashing here.
+            Err(_) => Err(shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_default()),
+        }
+    }
+
+    fn ship(&mut self) {
+        let next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(PIPE_BUFFER));
+        let full = std::mem::replace(&mut self.buffer, next);
+        // The thread only stops when the sender is dropped, so sending cannot fail.
+        let _ = self.send.send(full);
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        if !self.buffer.is_empty() {
+            self.ship();
+        }
+        drop(self.send);
+        self.thread
+            .join()
+            .expect("the hashing thread does not panic")
+    }
+}
+
+/// The encoder's output, with a pending chunk of consecutive `u8` values.
 struct Sink {
-    hasher: Sha256,
+    engine: Engine,
+    may_pipe: bool,
     chunk: [u8; CHUNK],
     pending: usize,
 }
 
 impl Sink {
-    fn new() -> Self {
+    fn new(may_pipe: bool) -> Self {
         Sink {
-            hasher: Sha256::new(),
+            engine: Engine::Inline {
+                hasher: Sha256::new(),
+                fed: 0,
+            },
+            may_pipe,
             chunk: [0; CHUNK],
             pending: 0,
         }
     }
 
     #[inline]
-    fn flush(&mut self) {
-        if self.pending > 0 {
-            self.hasher.update([tag::U8_CHUNK]);
-            self.hasher.update((self.pending as u16).to_le_bytes());
-            self.hasher.update(&self.chunk[..self.pending]);
-            self.pending = 0;
+    fn update(&mut self, data: &[u8]) {
+        match &mut self.engine {
+            Engine::Inline { hasher, fed } => {
+                hasher.update(data);
+                *fed += data.len();
+                if *fed >= PIPE_FROM && self.may_pipe {
+                    self.may_pipe = false;
+                    let hasher = std::mem::take(hasher);
+                    self.engine = match Pipe::start(hasher) {
+                        Ok(pipe) => Engine::Piped(pipe),
+                        Err(hasher) => Engine::Inline { hasher, fed: 0 },
+                    };
+                }
+            }
+            Engine::Piped(pipe) => {
+                pipe.buffer.extend_from_slice(data);
+                if pipe.buffer.len() >= PIPE_BUFFER {
+                    pipe.ship();
+                }
+            }
         }
     }
 
     #[inline]
+    fn flush(&mut self) {
+        if self.pending > 0 {
+            let n = self.pending;
+            self.pending = 0;
+            let mut head = [tag::U8_CHUNK, 0, 0];
+            head[1..].copy_from_slice(&(n as u16).to_le_bytes());
+            self.update(&head);
+            let chunk = self.chunk;
+            self.update(&chunk[..n]);
+        }
+    }
+
+    #[inline(always)]
     fn byte(&mut self, v: u8) {
-        self.chunk[self.pending] = v;
+        // `pending < CHUNK` always holds; the mask lets the compiler drop the bounds check.
+        self.chunk[self.pending % CHUNK] = v;
         self.pending += 1;
         if self.pending == CHUNK {
-            self.flush();
+            self.flush_full();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush_full(&mut self) {
+        self.flush();
     }
 
     #[inline]
     fn write(&mut self, tag: u8, payload: &[u8]) {
         self.flush();
-        self.hasher.update([tag]);
-        self.hasher.update(payload);
+        self.update(&[tag]);
+        self.update(payload);
     }
 
     #[inline]
@@ -144,7 +261,7 @@ impl Sink {
 
     fn name(&mut self, name: &str) {
         self.len(tag::STR, name.len());
-        self.hasher.update(name.as_bytes());
+        self.update(name.as_bytes());
     }
 
     fn variant(&mut self, tag: u8, enum_name: &str, index: u32, variant: &str) {
@@ -154,12 +271,23 @@ impl Sink {
     }
 
     fn finish(mut self) -> [u8; 32] {
-        self.finish_reset()
+        self.flush();
+        match self.engine {
+            Engine::Inline { hasher, .. } => hasher.finalize().into(),
+            Engine::Piped(pipe) => pipe.finish(),
+        }
     }
 
+    /// The digest so far, and a fresh start (map entries reuse one sink, never piped).
     fn finish_reset(&mut self) -> [u8; 32] {
         self.flush();
-        self.hasher.finalize_reset().into()
+        match &mut self.engine {
+            Engine::Inline { hasher, fed } => {
+                *fed = 0;
+                hasher.finalize_reset().into()
+            }
+            Engine::Piped(_) => unreachable!("map entry sinks are never piped"),
+        }
     }
 }
 
@@ -198,7 +326,7 @@ impl<'a> ser::Serializer for &'a mut Sink {
         self.write(tag::I128, &v.to_le_bytes());
         Ok(())
     }
-    #[inline]
+    #[inline(always)]
     fn serialize_u8(self, v: u8) -> Result<(), HashError> {
         self.byte(v);
         Ok(())
@@ -247,12 +375,12 @@ impl<'a> ser::Serializer for &'a mut Sink {
     }
     fn serialize_str(self, v: &str) -> Result<(), HashError> {
         self.len(tag::STR, v.len());
-        self.hasher.update(v.as_bytes());
+        self.update(v.as_bytes());
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), HashError> {
         self.len(tag::BYTES, v.len());
-        self.hasher.update(v);
+        self.update(v);
         Ok(())
     }
     fn serialize_none(self) -> Result<(), HashError> {
@@ -357,7 +485,7 @@ impl<'a> ser::Serializer for &'a mut Sink {
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<(), HashError> {
         // Streams the text without allocating: UTF-8 never contains 0xFF, so the end
         // marker is unambiguous.
-        struct Writer<'s>(&'s mut Sha256, u64);
+        struct Writer<'s>(&'s mut Sink, u64);
         impl fmt::Write for Writer<'_> {
             fn write_str(&mut self, s: &str) -> fmt::Result {
                 self.0.update(s.as_bytes());
@@ -366,12 +494,12 @@ impl<'a> ser::Serializer for &'a mut Sink {
             }
         }
         self.write(tag::DISPLAY, &[]);
-        let mut w = Writer(&mut self.hasher, 0);
+        let mut w = Writer(self, 0);
         fmt::write(&mut w, format_args!("{value}"))
             .map_err(|_| HashError("Display failed".into()))?;
         let n = w.1;
-        self.hasher.update([0xFF]);
-        self.hasher.update(n.to_le_bytes());
+        self.update(&[0xFF]);
+        self.update(&n.to_le_bytes());
         Ok(())
     }
 }
@@ -385,7 +513,7 @@ pub(crate) struct Seq<'a> {
 impl ser::SerializeSeq for Seq<'_> {
     type Ok = ();
     type Error = HashError;
-    #[inline]
+    #[inline(always)]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
         self.count += 1;
         value.serialize(&mut *self.sink)
@@ -489,7 +617,7 @@ impl ser::SerializeMap for Map<'_> {
         // One entry sink is reused for every entry of this map.
         let mut entry = match self.entry.take() {
             Some(e) => e,
-            None => Box::new(Sink::new()),
+            None => Box::new(Sink::new(false)),
         };
         key.serialize(&mut *entry)?;
         self.entry = Some(entry);
@@ -512,7 +640,7 @@ impl ser::SerializeMap for Map<'_> {
             sum[i * 8..i * 8 + 8].copy_from_slice(&limb.to_le_bytes());
         }
         self.sink.len(tag::MAP, self.count as usize);
-        self.sink.hasher.update(sum);
+        self.sink.update(&sum);
         Ok(())
     }
 }
@@ -611,6 +739,26 @@ mod tests {
         let mut longer = vec![0u8];
         longer.extend_from_slice(&data);
         assert_ne!(h(&data), h(&longer));
+    }
+
+    #[test]
+    fn large_inputs_hashed_on_a_second_thread_digest_alike() {
+        let data: Vec<u8> = (0..3 * PIPE_FROM as u32).map(|i| (i % 251) as u8).collect();
+        let inline = {
+            let mut sink = Sink::new(false);
+            data.serialize(&mut sink).unwrap();
+            sink.finish()
+        };
+        let piped = hash_input(&data).unwrap();
+        assert_eq!(piped.0, inline);
+        let mut other = data.clone();
+        other[2 * PIPE_FROM] ^= 1;
+        assert_ne!(hash_input(&other).unwrap(), piped);
+        // Inputs that go on after the switch, in a struct.
+        let pair = (data.clone(), "tail".to_string());
+        let mut sink = Sink::new(false);
+        pair.serialize(&mut sink).unwrap();
+        assert_eq!(hash_input(&pair).unwrap().0, sink.finish());
     }
 
     #[test]
