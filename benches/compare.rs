@@ -1,0 +1,603 @@
+//! One command that puts taskcache beside the baselines a user would otherwise pick,
+//! and prints one table of medians and ratios:
+//!
+//! ```sh
+//! cargo bench --bench compare
+//! ```
+//!
+//! Every case is measured in this one process run, beside its baseline. A figure is the
+//! median of 11 samples, each timing enough iterations to last about 20 ms (big values:
+//! single operations). The persistent store with 100 000 entries is built once, under
+//! `target/taskcache-bench/`, and reused by later runs. `TASKCACHE_BENCH_QUICK=1` skips
+//! the 256 MiB and 100 000-entry cases. BENCHMARKS.md holds the latest table.
+
+use cached::proc_macro::{cached, concurrent_cached};
+use sha2::{Digest, Sha256};
+use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use taskcache::prelude::*;
+use taskcache::OutputCache;
+
+// ---------------------------------------------------------------------------------
+// Timing.
+
+const SAMPLES: usize = 11;
+
+/// The median time of one call of `f`, over `SAMPLES` samples of calibrated batches.
+fn per_call(mut f: impl FnMut()) -> Duration {
+    let mut batch = 1u64;
+    loop {
+        let t = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        if t.elapsed() >= Duration::from_millis(20) || batch >= 1 << 30 {
+            break;
+        }
+        batch *= 2;
+    }
+    let mut samples: Vec<Duration> = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            t.elapsed() / batch as u32
+        })
+        .collect();
+    samples.sort();
+    samples[SAMPLES / 2]
+}
+
+/// The median time of single runs of a slow `f`.
+fn per_run(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[runs / 2]
+}
+
+fn show(d: Duration) -> String {
+    let ns = d.as_secs_f64() * 1e9;
+    if ns < 10.0 {
+        format!("{ns:.2} ns")
+    } else if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+struct Table {
+    rows: Vec<[String; 5]>,
+}
+
+impl Table {
+    /// A row: case, taskcache's figure, the baseline's, the ratio, and the target.
+    fn row(&mut self, case: &str, ours: String, base: String, ratio: String, target: &str) {
+        println!("  {case}: {ours} | {base} | {ratio}");
+        self.rows
+            .push([case.into(), ours, base, ratio, target.into()]);
+    }
+
+    fn time(&mut self, case: &str, ours: Duration, base_name: &str, base: Duration, target: &str) {
+        let ratio = ours.as_secs_f64() / base.as_secs_f64();
+        self.row(
+            case,
+            show(ours),
+            format!("{base_name}: {}", show(base)),
+            format!("{ratio:.2}x"),
+            target,
+        );
+    }
+
+    /// A row whose baseline is too small for a ratio: the overhead instead.
+    fn overhead(&mut self, case: &str, ours: Duration, base_name: &str, base: Duration) {
+        self.row(
+            case,
+            show(ours),
+            format!("{base_name}: {}", show(base)),
+            format!("+{}", show(ours.saturating_sub(base))),
+            "",
+        );
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| case | taskcache | baseline | ratio | target |");
+        println!("|---|---|---|---|---|");
+        for r in &self.rows {
+            println!("| {} | {} | {} | {} | {} |", r[0], r[1], r[2], r[3], r[4]);
+        }
+    }
+}
+
+fn quick() -> bool {
+    std::env::var_os("TASKCACHE_BENCH_QUICK").is_some()
+}
+
+fn bench_dir() -> PathBuf {
+    // CARGO_TARGET_DIR if set, else `target/` of the workspace.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("taskcache-bench")
+}
+
+fn scratch() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap().keep())
+}
+
+// ---------------------------------------------------------------------------------
+// The tasks and their baselines.
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn add(x: u64, y: u64) -> u64 {
+    x + y
+}
+
+#[cached(ttl_secs = 3600)]
+fn add_cached_crate(x: u64, y: u64) -> u64 {
+    x + y
+}
+
+#[inline(never)]
+fn add_plain(x: u64, y: u64) -> u64 {
+    x + y
+}
+
+#[task]
+fn add_task(x: u64, y: u64) -> u64 {
+    x + y
+}
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn add_miss(x: u64, y: u64) -> u64 {
+    x + y
+}
+
+#[task(target = "kib.bin", checkpoint, result = LocalResult::new(scratch()))]
+fn one_kib() -> Vec<u8> {
+    vec![7u8; 1024]
+}
+
+#[task(target = "ten_mib.bin", checkpoint, result = LocalResult::new(scratch()))]
+fn ten_mib() -> Vec<u8> {
+    vec![7u8; 10 << 20]
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct DiskError(String);
+
+impl From<cached::RedbCacheError> for DiskError {
+    fn from(e: cached::RedbCacheError) -> Self {
+        DiskError(format!("{e:?}"))
+    }
+}
+
+#[concurrent_cached(disk = true)]
+fn kib_cached_disk(n: u64) -> Result<Vec<u8>, DiskError> {
+    Ok(vec![n as u8; 1024])
+}
+
+#[concurrent_cached(disk = true)]
+fn ten_mib_cached_disk(n: u64) -> Result<Vec<u8>, DiskError> {
+    Ok(vec![n as u8; 10 << 20])
+}
+
+/// A checkpoint per call: each write goes to a fresh location.
+#[task(checkpoint, result = LocalResult::new(scratch().join("writes")))]
+fn write_value(value: &Vec<u8>) -> Vec<u8> {
+    value.clone()
+}
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn scaled(x: u64) -> u64 {
+    x
+}
+
+#[task(cache_for = "30days", cache_validator = all_inputs, checkpoint, result = LocalResult::new(persistent_dir()))]
+fn persisted(x: u64) -> u64 {
+    x
+}
+
+fn persistent_dir() -> PathBuf {
+    let n = std::env::var("TASKCACHE_BENCH_ENTRIES").unwrap_or_else(|_| "100".into());
+    bench_dir().join(format!("persistent-{n}"))
+}
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn threaded_a(x: u64) -> u64 {
+    x
+}
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn threaded_b(x: u64) -> u64 {
+    x
+}
+
+// ---------------------------------------------------------------------------------
+// Child processes: persistent stores and start-up.
+
+/// Fills the persistent store of `n` entries if it is not complete yet.
+fn fill_persistent(n: u64) {
+    let dir = bench_dir().join(format!("persistent-{n}"));
+    let done = dir.join(".complete");
+    if done.exists() {
+        return;
+    }
+    eprintln!(
+        "  building a persistent store of {n} entries (once) in {}",
+        dir.display()
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let next = Arc::clone(&next);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let state = persisted::run(i);
+                assert!(
+                    state.persist_error().is_none(),
+                    "{:?}",
+                    state.persist_error()
+                );
+            });
+        }
+    });
+    std::fs::write(done, b"").unwrap();
+}
+
+/// In a child process: build or use the store of `n` entries and report one figure.
+fn child(mode: &str, n: u64) {
+    match mode {
+        "fill" => fill_persistent(n),
+        "startup" => {
+            // The time from this process's start (as far as main sees it) to its first hit.
+            let started = START.get().copied().unwrap_or_else(Instant::now);
+            let state = persisted::run(n / 2);
+            assert!(state.is_cached(), "{state}");
+            println!("elapsed_ns={}", started.elapsed().as_nanos());
+        }
+        "hit" => {
+            // Hits on a persisted entry: each in a fresh in-memory cache, so the record
+            // and the result are read from disk every time.
+            let d = per_call(|| {
+                Context::current()
+                    .with_cache(OutputCache::new())
+                    .scope(|| assert!(persisted::run(n / 3).is_cached()));
+            });
+            println!("elapsed_ns={}", d.as_nanos());
+        }
+        _ => unreachable!(),
+    }
+}
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+fn in_child(mode: &str, n: u64) -> Duration {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--bench")
+        .env("TASKCACHE_BENCH_CHILD", mode)
+        .env("TASKCACHE_BENCH_ENTRIES", n.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ns: u64 = stdout
+        .split("elapsed_ns=")
+        .nth(1)
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_default();
+    Duration::from_nanos(ns)
+}
+
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+// ---------------------------------------------------------------------------------
+
+fn main() {
+    START.get_or_init(Instant::now);
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let Ok(mode) = std::env::var("TASKCACHE_BENCH_CHILD") {
+        let n = std::env::var("TASKCACHE_BENCH_ENTRIES")
+            .unwrap()
+            .parse()
+            .unwrap();
+        if mode != "fill" {
+            fill_persistent(n);
+        }
+        return child(&mode, n);
+    }
+    let mut t = Table { rows: Vec::new() };
+    println!("taskcache compare: medians of {SAMPLES} samples, in one run");
+
+    // In-memory hit.
+    add(1, 2);
+    add_cached_crate(1, 2);
+    let ours = per_call(|| {
+        black_box(add(black_box(1), black_box(2)));
+    });
+    let base = per_call(|| {
+        black_box(add_cached_crate(black_box(1), black_box(2)));
+    });
+    t.time(
+        "in-memory hit, add(u64, u64), all_inputs",
+        ours,
+        "cached #[cached(ttl_secs = 3600)]",
+        base,
+        "<= 4x",
+    );
+
+    // Overhead of a miss with a trivial body.
+    let plain = per_call(|| {
+        black_box(add_plain(black_box(1), black_box(2)));
+    });
+    let ours = per_call(|| {
+        black_box(add_task(black_box(1), black_box(2)));
+    });
+    t.overhead("call, no caching configured", ours, "plain function", plain);
+    let mut i = 0u64;
+    let ours = Context::current().with_cache(OutputCache::new()).scope(|| {
+        per_call(|| {
+            i += 1;
+            black_box(add_miss(black_box(i), 2));
+        })
+    });
+    t.overhead(
+        "miss with cache_for (hash, look up, run, insert)",
+        ours,
+        "plain function",
+        plain,
+    );
+
+    // Local target hits.
+    let kib_file = scratch().join("plain-kib.bin");
+    std::fs::write(&kib_file, vec![7u8; 1024]).unwrap();
+    assert!(one_kib().len() == 1024 && one_kib::run().is_cached());
+    kib_cached_disk(7).unwrap();
+    let ours = per_call(|| {
+        black_box(one_kib());
+    });
+    let read = per_call(|| {
+        black_box(std::fs::read(&kib_file).unwrap());
+    });
+    let disk = per_call(|| {
+        black_box(kib_cached_disk(7).unwrap());
+    });
+    t.time(
+        "local target hit, 1 KiB",
+        ours,
+        "std::fs::read",
+        read,
+        "<= 2x",
+    );
+    t.time(
+        "local target hit, 1 KiB",
+        ours,
+        "cached disk store",
+        disk,
+        "< 1x",
+    );
+
+    let mib_file = scratch().join("plain-10mib.bin");
+    std::fs::write(&mib_file, vec![7u8; 10 << 20]).unwrap();
+    assert!(ten_mib::run().is_successful() && ten_mib::run().is_cached());
+    ten_mib_cached_disk(7).unwrap();
+    let ours = per_run(15, || {
+        black_box(ten_mib());
+    });
+    let read = per_run(15, || {
+        black_box(std::fs::read(&mib_file).unwrap());
+    });
+    let disk = per_run(15, || {
+        black_box(ten_mib_cached_disk(7).unwrap());
+    });
+    t.time(
+        "local target hit, 10 MiB",
+        ours,
+        "std::fs::read",
+        read,
+        "<= 1.3x",
+    );
+    t.time(
+        "local target hit, 10 MiB",
+        ours,
+        "cached disk store",
+        disk,
+        "<= 0.33x",
+    );
+
+    // Checkpoint writes.
+    let sizes: &[usize] = if quick() {
+        &[10 << 20]
+    } else {
+        &[10 << 20, 256 << 20]
+    };
+    for &size in sizes {
+        let value: Vec<u8> = (0..size).map(|i| (i * 31) as u8).collect();
+        let plain_path = scratch().join("plain-write.bin");
+        let runs = if size > (64 << 20) { 5 } else { 11 };
+        let base = per_run(runs, || {
+            let mut f = std::fs::File::create(&plain_path).unwrap();
+            f.write_all(&value).unwrap();
+            f.sync_all().unwrap();
+        });
+        let ours = per_run(runs, || {
+            let state = write_value::run(&value);
+            assert!(state.persist_error().is_none());
+            let _ =
+                std::fs::remove_file(state.location().unwrap().under(&scratch().join("writes")));
+        });
+        let name = format!("checkpoint write, {} MiB", size >> 20);
+        let ratio = base.as_secs_f64() / ours.as_secs_f64() * 100.0;
+        t.row(
+            &name,
+            show(ours),
+            format!("fs::write + sync_all: {}", show(base)),
+            format!("{ratio:.0}% of baseline throughput"),
+            ">= 70%",
+        );
+    }
+
+    // Hashing an argument.
+    let size = if quick() { 16 << 20 } else { 256 << 20 };
+    let value: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+    let base = per_run(5, || {
+        black_box(Sha256::digest(&value));
+    });
+    let ours = per_run(5, || {
+        black_box(taskcache::hash_input(&value).unwrap());
+    });
+    t.row(
+        &format!("hash a {} MiB Vec<u8> argument", size >> 20),
+        show(ours),
+        format!("raw sha2: {}", show(base)),
+        format!(
+            "{:.0}% of baseline throughput",
+            base.as_secs_f64() / ours.as_secs_f64() * 100.0
+        ),
+        ">= 85%",
+    );
+    drop(value);
+
+    // Scale: hit latency with many entries under one task.
+    let hit_with = |n: u64| {
+        Context::current().with_cache(OutputCache::new()).scope(|| {
+            for i in 0..n {
+                scaled(i);
+            }
+            per_call(|| {
+                black_box(scaled(black_box(n / 2)));
+            })
+        })
+    };
+    let hundred = hit_with(100);
+    for n in [10_000u64, 1_000_000] {
+        t.time(
+            &format!("in-memory hit, {n} entries"),
+            hit_with(n),
+            "100 entries",
+            hundred,
+            "<= 2x",
+        );
+    }
+
+    // Memory per in-memory entry.
+    let cache = OutputCache::new();
+    let before = rss();
+    let n = 1_000_000u64;
+    Context::current().with_cache(Arc::clone(&cache)).scope(|| {
+        for i in 0..n {
+            scaled(i);
+        }
+    });
+    let after = rss();
+    t.row(
+        "memory, 1 000 000 in-memory entries of a u64",
+        format!("{} bytes per entry", (after.saturating_sub(before)) / n),
+        String::new(),
+        String::new(),
+        "< 200 bytes",
+    );
+    drop(cache);
+
+    // Persistent scale and start-up, in child processes.
+    let big = if quick() { 1_000 } else { 100_000 };
+    let small_hit = in_child("hit", 100);
+    let big_hit = in_child("hit", big);
+    t.time(
+        &format!("persistent hit (fresh memory), {big} entries"),
+        big_hit,
+        "100 entries",
+        small_hit,
+        "<= 2x",
+    );
+    let small_start = in_child("startup", 100);
+    let big_start = in_child("startup", big);
+    t.time(
+        &format!("start-up to first hit, {big} persistent entries"),
+        big_start,
+        "100 entries",
+        small_start,
+        "~1x (no scan)",
+    );
+
+    // Threads.
+    for f in [threaded_a as fn(u64) -> u64, threaded_b] {
+        f(1);
+    }
+    let one = throughput(1, false);
+    let same = throughput(2, false);
+    let different = throughput(2, true);
+    t.row(
+        "hits on 2 threads, same key",
+        format!("{:.1} M hits/s", same / 1e6),
+        format!("1 thread: {:.1} M hits/s", one / 1e6),
+        format!("{:.2}x", same / one),
+        "",
+    );
+    t.row(
+        "hits on 2 threads, different keys",
+        format!("{:.1} M hits/s", different / 1e6),
+        format!("1 thread: {:.1} M hits/s", one / 1e6),
+        format!("{:.2}x", different / one),
+        ">= 1.6x",
+    );
+
+    t.print();
+}
+
+/// Hits per second on `threads` threads, each on its own task (key) when `different`.
+fn throughput(threads: usize, different: bool) -> f64 {
+    let calls = 2_000_000u64;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for n in 0..threads {
+            s.spawn(move || {
+                let f: fn(u64) -> u64 = if different && n == 1 {
+                    threaded_b
+                } else {
+                    threaded_a
+                };
+                for _ in 0..calls {
+                    black_box(f(black_box(1)));
+                }
+            });
+        }
+    });
+    (calls * threads as u64) as f64 / t.elapsed().as_secs_f64()
+}
