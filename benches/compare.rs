@@ -201,8 +201,8 @@ fn ten_mib_cached_disk(n: u64) -> Result<Vec<u8>, DiskError> {
 
 /// A checkpoint per call: each write goes to a fresh location.
 #[task(checkpoint, result = LocalResult::new(scratch().join("writes")))]
-fn write_value(value: &Vec<u8>) -> Vec<u8> {
-    value.clone()
+fn write_value(value: &[u8]) -> Vec<u8> {
+    value.to_vec()
 }
 
 #[task(cache_for = "1h", cache_validator = all_inputs)]
