@@ -33,7 +33,7 @@ pub use parse::{parse_template, ParseError, ParsedTemplate, Segment};
 
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
-use std::fmt::{self, Write};
+use std::fmt;
 
 /// A parsed template, ready to render.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,7 +75,8 @@ pub enum TemplateError {
     /// The template names a value that does not exist.
     #[error(
         "template `{template}` names `{name}`, which is neither a context key, a flow parameter \
-         nor an argument of the task; available: {}", available.join(", ")
+         nor an argument of the task; available: {}",
+        list(available)
     )]
     UnknownName {
         /// The template.
@@ -86,7 +87,10 @@ pub enum TemplateError {
         available: Vec<String>,
     },
     /// A format was given for a value that is not a date.
-    #[error("template `{template}` gives `{name}` a format, but formats apply only to dates")]
+    #[error(
+        "template `{template}` gives `{name}` a format, but formats apply only to dates; \
+         drop the `:` and the format after `{name}`"
+    )]
     FormatOnText {
         /// The template.
         template: String,
@@ -145,10 +149,15 @@ impl Template {
                             available,
                         });
                     }
-                    (Some(TemplateValue::Date(d)), Some(f)) => {
-                        write!(out, "{}", d.format(f)).expect("formats were checked when parsed");
+                    (Some(TemplateValue::Date(d)), format) => {
+                        // `%+` is RFC 3339, exactly as `to_rfc3339`, written in place.
+                        // Formatting a `DateTime<Utc>` fails only for an invalid specifier
+                        // or one chrono accepts for parsing alone (`%#z`), and the parser
+                        // tried every specifier on a date: this cannot fail.
+                        d.format(format.as_deref().unwrap_or("%+"))
+                            .write_to(&mut out)
+                            .expect("the parser checked that this format formats a date");
                     }
-                    (Some(TemplateValue::Date(d)), None) => out.push_str(&d.to_rfc3339()),
                     (Some(TemplateValue::Text(t)), None) => out.push_str(&t),
                     (Some(TemplateValue::Text(_)), Some(_)) => {
                         return Err(TemplateError::FormatOnText {
@@ -160,6 +169,15 @@ impl Template {
             }
         }
         Ok(out)
+    }
+}
+
+/// The available names for a message, or `(none)`.
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_owned()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -180,54 +198,188 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    struct Values;
+    /// Monday 23 November 2026, 09:05 UTC.
+    fn monday() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 9, 5, 0).unwrap()
+    }
+
+    /// A few context keys and a parameter, as the runner would offer them.
+    struct Values {
+        date: DateTime<Utc>,
+        region: String,
+    }
+
     impl TemplateValues for Values {
         fn value(&self, name: &str) -> Option<TemplateValue<'_>> {
             match name {
-                "date" => Some(TemplateValue::Date(
-                    Utc.with_ymd_and_hms(2026, 11, 23, 9, 5, 0).unwrap(),
-                )),
-                "today" => Some(TemplateValue::Text("2026-11-23".into())),
-                "region" => Some(TemplateValue::Text("emea".into())),
+                "date" => Some(TemplateValue::Date(self.date)),
+                "today" => Some(TemplateValue::Text(Cow::Borrowed("2026-11-23"))),
+                "task_name" => Some(TemplateValue::Text(Cow::Borrowed("report"))),
+                "region" => Some(TemplateValue::Text(Cow::Borrowed(&self.region))),
+                "run" => Some(TemplateValue::Text(Cow::Owned(format!("r{}", 7)))),
                 _ => None,
             }
         }
         fn names(&self) -> Vec<String> {
-            vec!["today".into(), "date".into(), "region".into()]
+            ["today", "task_name", "date", "region", "run", "date"]
+                .map(String::from)
+                .to_vec()
+        }
+    }
+
+    fn values() -> Values {
+        Values {
+            date: monday(),
+            region: "emea".into(),
         }
     }
 
     fn render(t: &str) -> Result<String, TemplateError> {
-        Template::parse(t)?.render(&Values)
+        Template::parse(t)?.render(&values())
     }
 
     #[test]
-    fn renders_dates_text_and_both_spellings() {
-        assert_eq!(render("{date:%A}/<region>.bin").unwrap(), "Monday/emea.bin");
+    fn renders_the_brace_spelling() {
         assert_eq!(
-            render("{date:%Y/%m/%d}/{today}").unwrap(),
-            "2026/11/23/2026-11-23"
+            render("{date:%A}/{task_name}.bin").unwrap(),
+            "Monday/report.bin"
         );
-        assert_eq!(render("{{x}}-<<{region}>>").unwrap(), "{x}-<emea>");
-        assert_eq!(render("{date}").unwrap(), "2026-11-23T09:05:00+00:00");
     }
 
     #[test]
-    fn render_errors_name_the_problem() {
-        let e = render("{regon}/x.bin").unwrap_err().to_string();
+    fn renders_the_angle_spelling() {
+        assert_eq!(
+            render("<date:%A>/<task_name>.txt").unwrap(),
+            "Monday/report.txt"
+        );
+    }
+
+    #[test]
+    fn renders_both_spellings_mixed() {
+        assert_eq!(
+            render("{region}/<date:%A>/{task_name}-<run>.bin").unwrap(),
+            "emea/Monday/report-r7.bin"
+        );
+    }
+
+    #[test]
+    fn doubled_delimiters_are_literal() {
+        assert_eq!(render("{{x}}-<<{region}>>").unwrap(), "{x}-<emea>");
+        assert_eq!(render("{{{today}}}").unwrap(), "{2026-11-23}");
+    }
+
+    #[test]
+    fn a_date_format_may_hold_slashes() {
+        assert_eq!(
+            render("{date:%Y/%m/%d}/{task_name}").unwrap(),
+            "2026/11/23/report"
+        );
+        assert_eq!(render("<date:%H:%M>").unwrap(), "09:05");
+    }
+
+    #[test]
+    fn today_is_text() {
+        assert_eq!(render("{today}/out.bin").unwrap(), "2026-11-23/out.bin");
+    }
+
+    #[test]
+    fn a_date_without_a_format_is_rfc3339() {
+        assert_eq!(render("{date}").unwrap(), "2026-11-23T09:05:00+00:00");
+        let precise = Values {
+            date: monday() + chrono::Duration::nanoseconds(123_456_789),
+            region: String::new(),
+        };
+        let t = Template::parse("{date}").unwrap();
+        assert_eq!(t.render(&precise).unwrap(), precise.date.to_rfc3339());
+        assert_eq!(
+            t.render(&precise).unwrap(),
+            "2026-11-23T09:05:00.123456789+00:00"
+        );
+    }
+
+    #[test]
+    fn a_literal_only_template_renders_as_is() {
+        assert_eq!(render("results/fixed.bin").unwrap(), "results/fixed.bin");
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_available_names_sorted() {
+        let e = render("{regon}/x.bin").unwrap_err();
         assert!(
-            e.contains("`regon`") && e.contains("date, region, today"),
+            matches!(&e, TemplateError::UnknownName { name, .. } if name == "regon"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "template `{regon}/x.bin` names `regon`, which is neither a context key, a flow \
+             parameter nor an argument of the task; available: date, region, run, task_name, today"
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_with_nothing_available_says_none() {
+        struct Nothing;
+        impl TemplateValues for Nothing {
+            fn value(&self, _: &str) -> Option<TemplateValue<'_>> {
+                None
+            }
+            fn names(&self) -> Vec<String> {
+                Vec::new()
+            }
+        }
+        let e = Template::parse("<x>")
+            .unwrap()
+            .render(&Nothing)
+            .unwrap_err();
+        assert!(e.to_string().ends_with("available: (none)"), "{e}");
+    }
+
+    #[test]
+    fn a_format_on_text_is_an_error() {
+        let e = render("{region:%A}").unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::FormatOnText { template, name }
+                if template == "{region:%A}" && name == "region"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "template `{region:%A}` gives `region` a format, but formats apply only to dates; \
+             drop the `:` and the format after `region`"
+        );
+    }
+
+    #[test]
+    fn parse_errors_keep_the_template_message_and_offset() {
+        let e = Template::parse("{date:%Q}").unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::Parse { template, offset: 6, message }
+                if template == "{date:%Q}" && message.contains("`%Q` is not a specifier")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("template `{date:%Q}` is invalid: "),
             "{e}"
         );
-        let e = render("{region:%A}").unwrap_err();
-        assert!(matches!(e, TemplateError::FormatOnText { .. }), "{e}");
-        let e = Template::parse("{date:%Q}").unwrap_err();
-        assert!(matches!(e, TemplateError::Parse { offset: 6, .. }), "{e}");
+        assert!(e.to_string().ends_with("(at byte 6)"), "{e}");
+        let e = Template::parse("").unwrap_err();
+        assert!(matches!(e, TemplateError::Parse { offset: 0, .. }), "{e:?}");
     }
 
     #[test]
-    fn placeholders_are_listed() {
-        let t = Template::parse("{a}/<b:%Y>/c").unwrap();
-        assert_eq!(t.placeholders().collect::<Vec<_>>(), ["a", "b"]);
+    fn placeholders_are_listed_in_order() {
+        let t = Template::parse("{a}/<b:%Y>/c/{a}").unwrap();
+        assert_eq!(t.placeholders().collect::<Vec<_>>(), ["a", "b", "a"]);
+    }
+
+    #[test]
+    fn a_template_shows_its_source() {
+        let t = Template::parse("<date:%A>/{task_name}.bin").unwrap();
+        assert_eq!(t.as_str(), "<date:%A>/{task_name}.bin");
+        assert_eq!(t.to_string(), "<date:%A>/{task_name}.bin");
+        assert_eq!(format!("{t:?}"), r#"Template("<date:%A>/{task_name}.bin")"#);
+        assert_eq!(t.clone(), t);
+        assert_ne!(t, Template::parse("{date:%A}/{task_name}.bin").unwrap());
     }
 }
