@@ -48,6 +48,13 @@ fn hits(c: &mut Criterion) {
     });
     group.finish();
 
+    let mut group = c.benchmark_group("pieces of a hit");
+    group.bench_function("hash one u64", |b| {
+        b.iter(|| taskcache::hash_input(black_box(&1u64)))
+    });
+    group.bench_function("Utc::now", |b| b.iter(chrono::Utc::now));
+    group.finish();
+
     let mut group = c.benchmark_group("call overhead");
     group.bench_function("taskcache no caching", |b| {
         b.iter(|| add_uncached(black_box(1), black_box(2)))

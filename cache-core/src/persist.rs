@@ -239,16 +239,9 @@ pub(crate) fn read_valid<T>(
     task: &'static str,
     location: &Location,
 ) -> Option<T> {
-    match backend.exists(location) {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => {
-            tracing::warn!(task, location = %location, error = %e, "cannot check the result; the task runs");
-            return None;
-        }
-    }
     match backend.read(location) {
         Ok(v) => Some(v),
+        Err(ResultError::NotFound { .. }) => None,
         Err(e) => {
             tracing::warn!(
                 task,

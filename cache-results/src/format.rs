@@ -310,10 +310,27 @@ fn sync_dir(dir: &Path) -> Result<(), ResultError> {
 
 /// Reads and verifies the value in `file` (`path` is for messages).
 pub fn read_from<T, S>(
+    file: impl Read,
+    file_len: u64,
+    serializer: &S,
+    path: &Path,
+) -> Result<T, ResultError>
+where
+    T: serde::de::DeserializeOwned + 'static,
+    S: Serializer,
+{
+    read_checked(file, file_len, serializer, path, true)
+}
+
+/// Reads the value in `file`; with `verify` false the payload's checksum is not
+/// recomputed (the caller has verified this very file before), everything else is
+/// still checked.
+pub fn read_checked<T, S>(
     mut file: impl Read,
     file_len: u64,
     serializer: &S,
     path: &Path,
+    verify: bool,
 ) -> Result<T, ResultError>
 where
     T: serde::de::DeserializeOwned + 'static,
@@ -360,9 +377,13 @@ where
     let len =
         usize::try_from(payload_len).map_err(|_| corrupt(path, "payload larger than memory"))?;
     let mut payload = vec![0u8; len];
-    let digest = read_and_hash(&mut file, &mut payload).map_err(io_error(path))?;
-    if digest != header.digest {
-        return Err(corrupt(path, "checksum mismatch"));
+    if verify {
+        let digest = read_and_hash(&mut file, &mut payload).map_err(io_error(path))?;
+        if digest != header.digest {
+            return Err(corrupt(path, "checksum mismatch"));
+        }
+    } else {
+        file.read_exact(&mut payload).map_err(io_error(path))?;
     }
     let raw = header.flags & FLAG_RAW != 0;
     if raw {

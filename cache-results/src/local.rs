@@ -2,15 +2,20 @@
 
 use crate::format;
 use crate::serializers::BincodeSerializer;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use taskcache_core::result::{Location, LocationLock, ResultBackend, ResultError, Serializer};
 
 /// Stores results as files under a directory, as Prefect's `LocalResult(dir=…)`.
 ///
 /// `~` at the start of the directory is the user's home. The directory is created on
 /// the first write. Each file carries a header with the stored type's fingerprint and
-/// the payload's checksum; writes are atomic and durable.
+/// the payload's checksum; writes are atomic and durable. Every read checks the
+/// checksum, except that a file of 1 MiB or more which this `LocalResult` has already
+/// verified is not hashed again while its size, modification time, change time and
+/// inode are unchanged (any write to it, or a new file in its place, changes them).
 ///
 /// ```
 /// use taskcache_results::LocalResult;
@@ -22,6 +27,37 @@ pub struct LocalResult<S = BincodeSerializer> {
     dir: PathBuf,
     location: Option<String>,
     serializer: S,
+    verified: Arc<Mutex<HashMap<PathBuf, Stamp>>>,
+}
+
+/// Large files whose checksum this process has verified are not hashed again while
+/// these stay the same: any write to the file, or a new file in its place, changes them.
+const TRUST_VERIFIED_FROM: u64 = 1 << 20;
+
+/// What identifies one version of a file: size, modification and change times, inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    changed: (i64, i64),
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            #[cfg(unix)]
+            inode: (meta.dev(), meta.ino()),
+        }
+    }
 }
 
 impl LocalResult {
@@ -31,6 +67,7 @@ impl LocalResult {
             dir: expand_home(dir.as_ref()),
             location: None,
             serializer: BincodeSerializer,
+            verified: Arc::default(),
         }
     }
 }
@@ -50,6 +87,7 @@ impl<S: Serializer> LocalResult<S> {
             dir: self.dir,
             location: self.location,
             serializer,
+            verified: self.verified,
         }
     }
 
@@ -138,16 +176,38 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
         location: &Location,
     ) -> Result<T, ResultError> {
         let path = self.path(location);
-        match format::read_file(&path, &self.serializer) {
-            Err(ResultError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
             {
-                Err(ResultError::NotFound {
+                return Err(ResultError::NotFound {
                     location: location.clone(),
                 })
             }
-            other => other,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let meta = file.metadata().map_err(io(&path))?;
+        let large = meta.len() >= TRUST_VERIFIED_FROM;
+        let stamp = Stamp::of(&meta);
+        let trusted = large
+            && self
+                .verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&path)
+                == Some(&stamp);
+        let value = format::read_checked(file, meta.len(), &self.serializer, &path, !trusted)?;
+        if large && !trusted {
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path, stamp);
         }
+        Ok(value)
     }
 
     fn write<T: serde::Serialize + 'static>(
@@ -281,6 +341,30 @@ mod tests {
             .read::<Report>(&at)
             .unwrap_err();
         assert!(matches!(e, ResultError::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_verified_large_file_damaged_later_is_still_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = LocalResult::new(dir.path());
+        let at = Location::new("large.bin").unwrap();
+        let value: Vec<u8> = (0..2 * TRUST_VERIFIED_FROM as u32)
+            .map(|i| i as u8)
+            .collect();
+        result.write(&value, &at).unwrap();
+        assert_eq!(result.read::<Vec<u8>>(&at).unwrap(), value);
+        assert_eq!(
+            result.read::<Vec<u8>>(&at).unwrap(),
+            value,
+            "unchanged: trusted"
+        );
+        let path = at.under(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let e = result.read::<Vec<u8>>(&at).unwrap_err();
+        assert!(e.to_string().contains("checksum"), "{e}");
     }
 
     #[test]
