@@ -89,7 +89,7 @@ pub mod __private {
     pub use taskcache_core::runtime::{result, template_input, ResultCell, TaskRun};
 
     use serde::Serialize;
-    use taskcache_core::hash::{HashError, InputDigest};
+    use taskcache_core::hash::{HashError, InputHasher};
 
     /// The bound on every argument of a task that caches its output.
     #[diagnostic::on_unimplemented(
@@ -98,21 +98,24 @@ pub mod __private {
         note = "derive `serde::Serialize` for the type, or take the argument by reference to a type that has it"
     )]
     pub trait TaskInput {
-        /// Hashes the argument.
-        fn hash(&self) -> Result<InputDigest, HashError>;
+        /// Hands the argument to the hasher.
+        fn hash_into(&self, hasher: &mut InputHasher) -> Result<(), HashError>;
     }
 
     impl<T: Serialize + ?Sized> TaskInput for T {
         #[inline]
-        fn hash(&self) -> Result<InputDigest, HashError> {
-            taskcache_core::hash::hash_input(self)
+        fn hash_into(&self, hasher: &mut InputHasher) -> Result<(), HashError> {
+            hasher.input(self)
         }
     }
 
     /// Hashes one task argument.
     #[inline]
-    pub fn hash_input<T: TaskInput + ?Sized>(value: &T) -> Result<InputDigest, HashError> {
-        value.hash()
+    pub fn hash_input<T: TaskInput + ?Sized>(
+        hasher: &mut InputHasher,
+        value: &T,
+    ) -> Result<(), HashError> {
+        value.hash_into(hasher)
     }
 
     /// The bound on every argument of a flow.

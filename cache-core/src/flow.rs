@@ -197,7 +197,7 @@ impl<T> FlowRun<T> {
                 output,
                 cached: None,
                 run_count: 1,
-                timestamp: Utc::now(),
+                timestamp: crate::context::to_nanos(Utc::now()),
                 previous: Vec::new(),
                 location: None,
                 persist_error: None,

@@ -55,6 +55,66 @@ pub fn hash_input<T: Serialize + ?Sized>(value: &T) -> Result<InputDigest, HashE
     Ok(InputDigest(sink.finish()))
 }
 
+/// Hashes a task's arguments as the generated code hands them over, one call per
+/// argument: either a digest per argument (what a `Cached` state records and partial
+/// validators compare) or one digest of them all (what `all_inputs` looks up by).
+pub struct InputHasher {
+    mode: Mode,
+}
+
+enum Mode {
+    Each(Vec<InputDigest>),
+    All(Sink),
+}
+
+impl InputHasher {
+    /// A hasher that keeps one digest per argument.
+    pub fn each() -> Self {
+        InputHasher {
+            mode: Mode::Each(Vec::new()),
+        }
+    }
+
+    /// A hasher that makes one digest of all the arguments.
+    pub fn all() -> Self {
+        InputHasher {
+            mode: Mode::All(Sink::new(true)),
+        }
+    }
+
+    /// Hashes the next argument.
+    ///
+    /// # Errors
+    /// When the value's `Serialize` implementation fails.
+    #[inline]
+    pub fn input<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        match &mut self.mode {
+            Mode::Each(digests) => digests.push(hash_input(value)?),
+            Mode::All(sink) => {
+                sink.write(tag::INPUT, &[]);
+                value.serialize(&mut *sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest per argument (empty for a hasher made with [`all`](Self::all)).
+    pub fn into_each(self) -> Vec<InputDigest> {
+        match self.mode {
+            Mode::Each(digests) => digests,
+            Mode::All(_) => Vec::new(),
+        }
+    }
+
+    /// The digest of all arguments (of nothing, for a hasher made with [`each`](Self::each)).
+    pub fn into_all(self) -> InputDigest {
+        match self.mode {
+            Mode::All(sink) => InputDigest(sink.finish()),
+            Mode::Each(_) => InputDigest(Sink::new(false).finish()),
+        }
+    }
+}
+
 mod tag {
     pub const BOOL: u8 = 1;
     pub const I8: u8 = 2;
@@ -90,10 +150,15 @@ mod tag {
     pub const FIELD: u8 = 32;
     pub const SKIPPED_FIELD: u8 = 33;
     pub const DISPLAY: u8 = 34;
+    pub const INPUT: u8 = 35;
 }
 
 /// Size of the chunk that gathers consecutive `u8` values.
 const CHUNK: usize = 512;
+const _: () = assert!(
+    CHUNK <= u16::MAX as usize,
+    "chunk lengths are written as u16"
+);
 /// Once an input has fed this many bytes, the rest is hashed on a second thread while
 /// this one goes on encoding: for a large `Vec<u8>`, serde's byte-by-byte encoding and
 /// SHA-256 then overlap instead of adding up. The digest is the same either way.
@@ -105,6 +170,31 @@ const PIPE_BUFFER: usize = 1 << 20;
 enum Engine {
     Inline { hasher: Sha256, fed: usize },
     Piped(Pipe),
+}
+
+/// Hands `data` to the engine, moving to a hashing thread once enough has passed.
+#[inline]
+fn feed(engine: &mut Engine, may_pipe: &mut bool, data: &[u8]) {
+    match engine {
+        Engine::Inline { hasher, fed } => {
+            hasher.update(data);
+            *fed += data.len();
+            if *fed >= PIPE_FROM && *may_pipe {
+                *may_pipe = false;
+                let hasher = std::mem::take(hasher);
+                *engine = match Pipe::start(hasher) {
+                    Ok(pipe) => Engine::Piped(pipe),
+                    Err(hasher) => Engine::Inline { hasher, fed: 0 },
+                };
+            }
+        }
+        Engine::Piped(pipe) => {
+            pipe.buffer.extend_from_slice(data);
+            if pipe.buffer.len() >= PIPE_BUFFER {
+                pipe.ship();
+            }
+        }
+    }
 }
 
 /// A hashing thread and the buffers travelling to it and back.
@@ -173,12 +263,18 @@ impl Pipe {
     }
 }
 
+/// Small writes are gathered here and handed to SHA-256 together: an input of a few
+/// fields is one `update` call instead of one per tag and field.
+const STAGE: usize = 64;
+
 /// The encoder's output, with a pending chunk of consecutive `u8` values.
 struct Sink {
     engine: Engine,
     may_pipe: bool,
-    chunk: [u8; CHUNK],
-    pending: usize,
+    stage: [u8; STAGE],
+    staged: usize,
+    /// Allocated on the first `u8`: most inputs never need it.
+    chunk: Vec<u8>,
 }
 
 impl Sink {
@@ -189,62 +285,72 @@ impl Sink {
                 fed: 0,
             },
             may_pipe,
-            chunk: [0; CHUNK],
-            pending: 0,
+            stage: [0; STAGE],
+            staged: 0,
+            chunk: Vec::new(),
         }
     }
 
     #[inline]
     fn update(&mut self, data: &[u8]) {
-        match &mut self.engine {
-            Engine::Inline { hasher, fed } => {
-                hasher.update(data);
-                *fed += data.len();
-                if *fed >= PIPE_FROM && self.may_pipe {
-                    self.may_pipe = false;
-                    let hasher = std::mem::take(hasher);
-                    self.engine = match Pipe::start(hasher) {
-                        Ok(pipe) => Engine::Piped(pipe),
-                        Err(hasher) => Engine::Inline { hasher, fed: 0 },
-                    };
-                }
+        let end = self.staged + data.len();
+        if end <= STAGE {
+            self.stage[self.staged..end].copy_from_slice(data);
+            self.staged = end;
+        } else {
+            self.unstage();
+            if data.len() <= STAGE {
+                self.stage[..data.len()].copy_from_slice(data);
+                self.staged = data.len();
+            } else {
+                feed(&mut self.engine, &mut self.may_pipe, data);
             }
-            Engine::Piped(pipe) => {
-                pipe.buffer.extend_from_slice(data);
-                if pipe.buffer.len() >= PIPE_BUFFER {
-                    pipe.ship();
-                }
-            }
+        }
+    }
+
+    /// Hands the staged bytes to the engine.
+    #[inline]
+    fn unstage(&mut self) {
+        if self.staged > 0 {
+            feed(
+                &mut self.engine,
+                &mut self.may_pipe,
+                &self.stage[..self.staged],
+            );
+            self.staged = 0;
         }
     }
 
     #[inline]
     fn flush(&mut self) {
-        if self.pending > 0 {
-            let n = self.pending;
-            self.pending = 0;
+        let n = self.chunk.len();
+        if n > 0 {
             let mut head = [tag::U8_CHUNK, 0, 0];
             head[1..].copy_from_slice(&(n as u16).to_le_bytes());
             self.update(&head);
-            let chunk = self.chunk;
-            self.update(&chunk[..n]);
+            self.unstage();
+            feed(&mut self.engine, &mut self.may_pipe, &self.chunk);
+            self.chunk.clear();
         }
     }
 
     #[inline(always)]
     fn byte(&mut self, v: u8) {
-        // `pending < CHUNK` always holds; the mask lets the compiler drop the bounds check.
-        self.chunk[self.pending % CHUNK] = v;
-        self.pending += 1;
-        if self.pending == CHUNK {
-            self.flush_full();
+        if self.chunk.len() == self.chunk.capacity() {
+            self.make_room();
         }
+        self.chunk.push(v);
     }
 
+    /// Flushes a full chunk, or allocates the chunk on the first `u8`.
     #[cold]
     #[inline(never)]
-    fn flush_full(&mut self) {
-        self.flush();
+    fn make_room(&mut self) {
+        if self.chunk.capacity() == 0 {
+            self.chunk.reserve_exact(CHUNK);
+        } else {
+            self.flush();
+        }
     }
 
     #[inline]
@@ -272,6 +378,7 @@ impl Sink {
 
     fn finish(mut self) -> [u8; 32] {
         self.flush();
+        self.unstage();
         match self.engine {
             Engine::Inline { hasher, .. } => hasher.finalize().into(),
             Engine::Piped(pipe) => pipe.finish(),
@@ -281,6 +388,7 @@ impl Sink {
     /// The digest so far, and a fresh start (map entries reuse one sink, never piped).
     fn finish_reset(&mut self) -> [u8; 32] {
         self.flush();
+        self.unstage();
         match &mut self.engine {
             Engine::Inline { hasher, fed } => {
                 *fed = 0;

@@ -16,7 +16,6 @@ use crate::validators::CacheValidator;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -283,13 +282,10 @@ struct Record {
 
 const RECORD_VERSION: u32 = 1;
 
-/// The record id of a list of input digests: stable, and what `all_inputs` looks up.
-pub(crate) fn record_id(digests: &[InputDigest]) -> String {
-    let mut h = Sha256::new();
-    for d in digests {
-        h.update(d.0);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+/// The record id of a run's inputs: the hex of the digest of all of them together,
+/// what `all_inputs` looks up.
+pub(crate) fn record_id(all_inputs: &InputDigest) -> String {
+    all_inputs.0.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes the record of a cached output at `location`.
@@ -297,6 +293,7 @@ pub(crate) fn put_record<T>(
     backend: &dyn Backend<T>,
     task: &'static str,
     cached: &Cached,
+    all_inputs: &InputDigest,
     location: &Location,
 ) -> Result<(), PersistError> {
     let record = Record {
@@ -318,11 +315,7 @@ pub(crate) fn put_record<T>(
     };
     let bytes = serde_json::to_vec(&record).expect("a record is plain data");
     backend
-        .put_record(
-            &cached.cache_key,
-            &record_id(cached.hashed_inputs.digests()),
-            &bytes,
-        )
+        .put_record(&cached.cache_key, &record_id(all_inputs), &bytes)
         .map_err(|source| PersistError::Backend {
             task,
             backend: backend.describe(),
@@ -347,11 +340,12 @@ pub(crate) fn record_hit<T>(
     names: &'static [&'static str],
     validator: &CacheValidator,
     digests: &[InputDigest],
+    all_inputs: &InputDigest,
     parameters: &Parameters,
     now: DateTime<Utc>,
 ) -> Option<RecordHit<T>> {
     let ids = if validator.requires_equal_inputs() {
-        vec![record_id(digests)]
+        vec![record_id(all_inputs)]
     } else {
         match backend.list_records(key) {
             Ok(ids) => ids,

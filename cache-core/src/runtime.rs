@@ -4,9 +4,9 @@
 //! release. The order of a run follows Prefect Core 1.x (see the crate docs):
 //! cache check, run, retry with the cached inputs, cache the output.
 
-use crate::context::{Context, TaskInfo};
+use crate::context::{from_nanos, to_nanos, Context, TaskInfo};
 use crate::flow::{FlowRunInfo, TaskRunReport};
-use crate::hash::{HashError, InputDigest};
+use crate::hash::{HashError, InputDigest, InputHasher};
 use crate::parameters::Parameters;
 use crate::persist::{self, Backend, RenderValues};
 use crate::result::{Location, LocationLock, ResultBackend};
@@ -16,7 +16,7 @@ use crate::state::{
 use crate::store::{Entry, Join, KeyCache, Lookup, MissReason};
 use crate::task::TaskSpec;
 use crate::validators::CacheValidator;
-use chrono::{DateTime, Duration as TimeDelta, Utc};
+use chrono::{Duration as TimeDelta, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
@@ -122,9 +122,10 @@ struct PersistConfig<'s, I, T> {
 type Lookuper<T> = fn(
     &KeyCache,
     &CacheValidator,
+    Option<&InputDigest>,
     Option<&HashedInputs<'_>>,
     &Parameters,
-    DateTime<Utc>,
+    i64,
 ) -> Lookup<T>;
 
 /// What output caching needs of `T`, captured where its bounds are known.
@@ -140,7 +141,7 @@ struct InputCaching<I> {
 }
 
 /// The hash function of a call that hashes nothing (no output caching).
-pub type NoHash<I> = fn(&I) -> Result<[InputDigest; 0], HashError>;
+pub type NoHash<I> = fn(&I, &mut InputHasher) -> Result<(), HashError>;
 
 /// One call of a task, configured by the generated code and then run.
 ///
@@ -163,7 +164,7 @@ impl<'s, I> TaskRun<'s, I, (), ()> {
         TaskRun {
             spec,
             inputs,
-            hash: |_| Ok([]),
+            hash: |_, _| Ok(()),
             classify: None,
             output_caching: None,
             input_caching: None,
@@ -173,11 +174,11 @@ impl<'s, I> TaskRun<'s, I, (), ()> {
 }
 
 impl<'s, I, T, H> TaskRun<'s, I, T, H> {
-    /// Sets how the arguments are hashed: one digest per name in the spec's inputs.
-    pub fn hash_inputs<H2, D>(self, hash: H2) -> TaskRun<'s, I, T, H2>
+    /// Sets how the arguments are hashed: `hash` hands each argument, in the spec's
+    /// order, to the hasher.
+    pub fn hash_inputs<H2>(self, hash: H2) -> TaskRun<'s, I, T, H2>
     where
-        H2: Fn(&I) -> Result<D, HashError>,
-        D: AsRef<[InputDigest]>,
+        H2: Fn(&I, &mut InputHasher) -> Result<(), HashError>,
     {
         TaskRun {
             spec: self.spec,
@@ -275,6 +276,8 @@ struct Prepared {
     ctx: Context,
     key: Option<Arc<KeyCache>>,
     digests: Option<Box<[InputDigest]>>,
+    /// The digest of all the inputs together, when `digests` is set.
+    all_inputs: Option<InputDigest>,
     miss: Option<MissReason>,
     /// Held until the run ends: dropping it lets runs waiting for these inputs look again.
     _flight: Option<crate::store::FlightGuard>,
@@ -292,6 +295,7 @@ impl Prepared {
             ctx: ctx.clone(),
             key: None,
             digests: None,
+            all_inputs: None,
             miss: None,
             _flight: None,
             persist: false,
@@ -316,10 +320,9 @@ enum TargetCheck<T> {
     Run(Option<HeldTarget>, Vec<(&'static str, String)>),
 }
 
-impl<'s, I, T, H, D> TaskRun<'s, I, T, H>
+impl<'s, I, T, H> TaskRun<'s, I, T, H>
 where
-    H: Fn(&I) -> Result<D, HashError>,
-    D: AsRef<[InputDigest]>,
+    H: Fn(&I, &mut InputHasher) -> Result<(), HashError>,
 {
     /// Runs the call: a cached output if a valid one exists, else the body, retried as
     /// the spec says. Returns the final state.
@@ -443,10 +446,8 @@ where
         let hit = |location: &Location| -> Option<State<T>> {
             let value = persist::read_valid(p.backend, spec.name(), location)?;
             let now = ctx.clock.now();
-            let hashed_inputs = match (self.hash)(&self.inputs) {
-                Ok(d) if d.as_ref().len() == spec.inputs().len() => {
-                    HashedInputs::new(spec.inputs(), d.as_ref().to_vec())
-                }
+            let hashed_inputs = match self.each_digest() {
+                Ok(d) if d.len() == spec.inputs().len() => HashedInputs::new(spec.inputs(), d),
                 _ => HashedInputs::empty(),
             };
             let cached = Cached {
@@ -456,7 +457,7 @@ where
                 cache_key: Cow::Borrowed(spec.cache_key()),
                 created: now,
             };
-            let mut state = State::hit(value, Arc::new(cached), now);
+            let mut state = State::hit(value, Arc::new(cached), to_nanos(now));
             state.message = Cow::Owned(format!("Result found at task target {location}."));
             state.location = Some(location.clone());
             tracing::debug!(task = spec.name(), state = "Cached", target = %location, "target hit");
@@ -507,35 +508,53 @@ where
                 let mut prepared = Prepared::new(ctx);
                 prepared.persist = persist.is_some();
                 if self.output_caching.is_some() && spec.cache_for().is_some() {
-                    prepared.digests = self.digests();
-                    prepared.key = prepared.digests.as_ref().map(|_| key_cache(spec, ctx));
+                    if let Some((each, all)) = self.both_digests() {
+                        prepared.digests = Some(each);
+                        prepared.all_inputs = Some(all);
+                        prepared.key = Some(key_cache(spec, ctx));
+                    }
                 }
                 return Checked::Run(prepared);
             };
+            let uncached = |e: HashError, miss| {
+                tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the task runs uncached");
+                let mut prepared = Prepared::new(ctx);
+                prepared.persist = persist.is_some();
+                prepared.miss = miss;
+                Checked::Run(prepared)
+            };
             let key = key_cache_ref(spec, ctx);
-            let now = ctx.clock.now();
+            let now = ctx.clock.now_nanos();
             let validator = spec.cache_validator();
             let parameters = ctx.parameters();
-            let mut digests = None;
-            let lookup = if validator.needs_inputs() {
-                match (self.hash)(&self.inputs) {
+            // Hash what the validator reads: all inputs at once for `all_inputs` (one
+            // digest, one lookup), a digest per input for the partial and custom ones.
+            let mut all = None;
+            let mut each = None;
+            let lookup = if validator.requires_equal_inputs() {
+                match self.all_digest() {
                     Ok(d) => {
-                        let lookup = {
-                            let inputs = HashedInputs::new(spec.inputs(), d.as_ref());
-                            (caching.find)(&key, &validator, Some(&inputs), parameters, now)
-                        };
-                        digests = Some(d);
+                        let lookup =
+                            (caching.find)(&key, &validator, Some(&d), None, parameters, now);
+                        all = Some(d);
                         lookup
                     }
-                    Err(e) => {
-                        tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the task runs uncached");
-                        let mut prepared = Prepared::new(ctx);
-                        prepared.persist = persist.is_some();
-                        return Checked::Run(prepared);
+                    Err(e) => return uncached(e, None),
+                }
+            } else if validator.needs_inputs() {
+                match self.each_digest() {
+                    Ok(d) => {
+                        let lookup = {
+                            let inputs = HashedInputs::new(spec.inputs(), &d[..]);
+                            (caching.find)(&key, &validator, None, Some(&inputs), parameters, now)
+                        };
+                        each = Some(d);
+                        lookup
                     }
+                    Err(e) => return uncached(e, None),
                 }
             } else {
-                (caching.find)(&key, &validator, None, parameters, now)
+                (caching.find)(&key, &validator, None, None, parameters, now)
             };
             let reason = match lookup {
                 Lookup::Hit(value, cached) => {
@@ -551,18 +570,14 @@ where
                 }
                 Lookup::Miss(reason) => reason,
             };
-            let digests: Box<[InputDigest]> = match digests {
-                Some(d) => d.as_ref().into(),
-                None => match (self.hash)(&self.inputs) {
-                    Ok(d) => d.as_ref().into(),
-                    Err(e) => {
-                        tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the task runs uncached");
-                        let mut prepared = Prepared::new(ctx);
-                        prepared.miss = Some(reason);
-                        prepared.persist = persist.is_some();
-                        return Checked::Run(prepared);
-                    }
-                },
+            // A miss: the record of the output to come needs both kinds of digest.
+            let each: Box<[InputDigest]> = match each.map_or_else(|| self.each_digest(), Ok) {
+                Ok(d) => d.into(),
+                Err(e) => return uncached(e, Some(reason)),
+            };
+            let all = match all.map_or_else(|| self.all_digest(), Ok) {
+                Ok(d) => d,
+                Err(e) => return uncached(e, Some(reason)),
             };
             // A cached output persisted by this or an earlier process.
             if let Some(p) = persist.filter(|p| p.backend.is_persistent()) {
@@ -572,17 +587,15 @@ where
                     spec.cache_key(),
                     spec.inputs(),
                     &validator,
-                    &digests,
+                    &each,
+                    &all,
                     parameters,
-                    now,
+                    from_nanos(now),
                 ) {
                     let cached = Arc::new(hit.cached);
                     if let Some(caching) = &self.output_caching {
                         key.insert(
-                            Entry {
-                                cached: Arc::clone(&cached),
-                                value: (caching.erase)(&hit.value),
-                            },
+                            Entry::new(Arc::clone(&cached), (caching.erase)(&hit.value), all),
                             now,
                         );
                     }
@@ -603,7 +616,7 @@ where
                 }
             }
             let key = Arc::clone(&key);
-            let flight = match key.join_flight(&HashedInputs::new(spec.inputs(), &*digests)) {
+            let flight = match key.join_flight(&all) {
                 Join::Wait(f) => return Checked::Wait(f),
                 Join::Leader(g) => Some(g),
                 Join::Alone => None,
@@ -611,7 +624,8 @@ where
             Checked::Run(Prepared {
                 ctx: ctx.clone(),
                 key: Some(key),
-                digests: Some(digests),
+                digests: Some(each),
+                all_inputs: Some(all),
                 miss: Some(reason),
                 _flight: flight,
                 persist: persist.is_some(),
@@ -621,9 +635,27 @@ where
         })
     }
 
-    fn digests(&self) -> Option<Box<[InputDigest]>> {
-        match (self.hash)(&self.inputs) {
-            Ok(d) => Some(d.as_ref().into()),
+    /// One digest per input, in the spec's order.
+    fn each_digest(&self) -> Result<Vec<InputDigest>, HashError> {
+        let mut hasher = InputHasher::each();
+        (self.hash)(&self.inputs, &mut hasher)?;
+        Ok(hasher.into_each())
+    }
+
+    /// One digest of all the inputs together.
+    fn all_digest(&self) -> Result<InputDigest, HashError> {
+        let mut hasher = InputHasher::all();
+        (self.hash)(&self.inputs, &mut hasher)?;
+        Ok(hasher.into_all())
+    }
+
+    /// Both, or `None` (logged) when the inputs cannot be hashed.
+    fn both_digests(&self) -> Option<(Box<[InputDigest]>, InputDigest)> {
+        match self
+            .each_digest()
+            .and_then(|each| Ok((each.into(), self.all_digest()?)))
+        {
+            Ok(both) => Some(both),
             Err(e) => {
                 tracing::warn!(task = self.spec.name(), error = %e, "inputs cannot be hashed; the output is not cached");
                 None
@@ -791,7 +823,7 @@ impl<'s> Attempts<'s> {
             format!("Task run failed: {message}")
         };
         let mut state = self.failed_state(failure, text);
-        state.timestamp = ctx.clock.now();
+        state.timestamp = ctx.clock.now_nanos();
         Next::Done(state)
     }
 
@@ -806,9 +838,12 @@ impl<'s> Attempts<'s> {
         let spec = self.spec;
         let now = ctx.clock.now();
         let mut cached = None;
-        if let (Some(cache_for), Some(key), Some(digests)) =
-            (spec.cache_for(), &prepared.key, &prepared.digests)
-        {
+        if let (Some(cache_for), Some(key), Some(digests), Some(all)) = (
+            spec.cache_for(),
+            &prepared.key,
+            &prepared.digests,
+            prepared.all_inputs,
+        ) {
             let record = Arc::new(Cached {
                 expiration: Some(now + TimeDelta::from_std(cache_for).unwrap_or(TimeDelta::MAX)),
                 hashed_inputs: HashedInputs::new(spec.inputs(), digests.to_vec()),
@@ -818,11 +853,8 @@ impl<'s> Attempts<'s> {
             });
             if let Some(caching) = output_caching {
                 key.insert(
-                    Entry {
-                        cached: Arc::clone(&record),
-                        value: (caching.erase)(&value),
-                    },
-                    now,
+                    Entry::new(Arc::clone(&record), (caching.erase)(&value), all),
+                    to_nanos(now),
                 );
             }
             cached = Some(record);
@@ -833,7 +865,7 @@ impl<'s> Attempts<'s> {
             output: Output::Value(value),
             cached,
             run_count: self.count,
-            timestamp: now,
+            timestamp: to_nanos(now),
             previous: self.history.take().unwrap_or_default(),
             location: None,
             persist_error: None,
@@ -883,8 +915,12 @@ fn checkpoint<I, T>(
                 backend: p.backend.describe(),
                 source,
             })?;
-        if let (Some(cached), true) = (&state.cached, p.backend.is_persistent()) {
-            persist::put_record(p.backend, spec.name(), cached, &location)?;
+        if let (Some(cached), Some(all), true) = (
+            &state.cached,
+            prepared.all_inputs,
+            p.backend.is_persistent(),
+        ) {
+            persist::put_record(p.backend, spec.name(), cached, &all, &location)?;
         }
         Ok(location)
     });
@@ -947,7 +983,7 @@ fn report<T>(flow: Option<&FlowRunInfo>, spec: &TaskSpec, state: &State<T>) {
             kind: state.kind,
             message: state.message.clone(),
             run_count: state.run_count,
-            timestamp: state.timestamp,
+            timestamp: state.timestamp(),
         });
     }
 }

@@ -205,7 +205,8 @@ pub struct State<T> {
     pub(crate) output: Output<T>,
     pub(crate) cached: Option<Arc<Cached>>,
     pub(crate) run_count: u32,
-    pub(crate) timestamp: DateTime<Utc>,
+    /// Nanoseconds since the epoch: a `DateTime` is built only when asked for.
+    pub(crate) timestamp: i64,
     /// The states before this one.
     pub(crate) previous: Vec<StateRecord>,
     /// Where the output was read from or written to.
@@ -220,7 +221,7 @@ pub(crate) enum Output<T> {
 }
 
 impl<T> State<T> {
-    pub(crate) fn hit(value: T, cached: Arc<Cached>, now: DateTime<Utc>) -> Self {
+    pub(crate) fn hit(value: T, cached: Arc<Cached>, now: i64) -> Self {
         State {
             kind: StateKind::Cached,
             message: Cow::Borrowed("Cache hit: a valid cached output was used."),
@@ -241,7 +242,7 @@ impl<T> State<T> {
             output: Output::Failed(failure),
             cached: None,
             run_count: 0,
-            timestamp: now,
+            timestamp: crate::context::to_nanos(now),
             previous: Vec::new(),
             location: None,
             persist_error: None,
@@ -322,7 +323,7 @@ impl<T> State<T> {
 
     /// When the run entered this state, by the context's clock.
     pub fn timestamp(&self) -> DateTime<Utc> {
-        self.timestamp
+        crate::context::from_nanos(self.timestamp)
     }
 
     /// Every state the run went through, this final one last (for example
@@ -332,7 +333,7 @@ impl<T> State<T> {
         all.push(StateRecord {
             kind: self.kind,
             message: self.message.clone(),
-            timestamp: self.timestamp,
+            timestamp: self.timestamp(),
         });
         all
     }

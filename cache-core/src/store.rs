@@ -2,9 +2,9 @@
 //! `prefect.context`.
 //!
 //! Each cache key (a task's `cache_key`, or else its name) holds candidates: outputs
-//! with the [`Cached`] record they were made from. Candidates are grouped by a
-//! fingerprint of their hashed inputs, so a validator that needs equal inputs
-//! (`all_inputs`) finds its candidate without scanning the others. Each key has its own
+//! with the [`Cached`] record they were made from. Candidates are grouped by the digest
+//! of all their inputs together, so a validator that needs equal inputs (`all_inputs`)
+//! finds its candidate with one hash and one lookup, without scanning the others. Each key has its own
 //! lock, held only to look up or insert, never while a task body runs.
 //!
 //! Concurrent runs of the same key with the same inputs compute once: the first becomes
@@ -14,7 +14,6 @@ use crate::hash::InputDigest;
 use crate::parameters::Parameters;
 use crate::state::{Cached, HashedInputs};
 use crate::validators::CacheValidator;
-use chrono::{DateTime, Utc};
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
@@ -83,6 +82,30 @@ impl std::fmt::Debug for OutputCache {
 pub(crate) struct Entry {
     pub(crate) cached: Arc<Cached>,
     pub(crate) value: Box<dyn Any + Send + Sync>,
+    /// `cached.expiration` in nanoseconds since the epoch (`i64::MAX`: never).
+    expires: i64,
+    /// The digest of all the inputs together: what `all_inputs` looks up by.
+    all_inputs: InputDigest,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        cached: Arc<Cached>,
+        value: Box<dyn Any + Send + Sync>,
+        all_inputs: InputDigest,
+    ) -> Self {
+        let expires = cached.expiration.map_or(i64::MAX, crate::context::to_nanos);
+        Entry {
+            cached,
+            value,
+            expires,
+            all_inputs,
+        }
+    }
+
+    fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires
+    }
 }
 
 /// The candidates and flights of one cache key.
@@ -125,27 +148,31 @@ pub(crate) enum Lookup<T> {
 }
 
 impl KeyCache {
-    /// The first valid candidate, cloned out; `inputs` is `None` when the validator does
-    /// not need them (they were not hashed).
+    /// The first valid candidate, cloned out. `all_inputs` is the digest of all the
+    /// current inputs, for a validator that needs them all equal (a lookup, no scan);
+    /// `inputs` the digest per input, for a validator that reads some (`None` when the
+    /// validator reads none: they were not hashed).
     pub(crate) fn find<T: Clone + 'static>(
         &self,
         validator: &CacheValidator,
+        all_inputs: Option<&InputDigest>,
         inputs: Option<&HashedInputs<'_>>,
         parameters: &Parameters,
-        now: DateTime<Utc>,
+        now: i64,
     ) -> Lookup<T> {
         let candidates = read(&self.candidates);
         let mut reason = MissReason::default();
         let mut check = |entry: &Entry| -> Option<T> {
             let cached = &entry.cached;
-            if cached.is_expired(now) {
+            if entry.is_expired(now) {
                 reason.expired += 1;
                 return None;
             }
-            let valid = match inputs {
-                Some(i) => validator.is_valid(cached, i, parameters, now),
+            let valid = match (all_inputs, inputs) {
+                (Some(all), _) if validator.requires_equal_inputs() => entry.all_inputs == *all,
+                (_, Some(i)) => validator.accepts(cached, i, parameters),
                 // The validator ignores inputs: hand it the candidate's own.
-                None => validator.is_valid(cached, &cached.hashed_inputs, parameters, now),
+                _ => validator.accepts(cached, &cached.hashed_inputs, parameters),
             };
             if !valid {
                 reason.invalid += 1;
@@ -160,30 +187,19 @@ impl KeyCache {
             }
         };
         let hit = |entry: &Entry, v: T| Lookup::Hit(v, Arc::clone(&entry.cached));
-        if let Some(inputs) = inputs {
-            let fp = fingerprint(inputs.digests());
-            if let Some(bucket) = candidates.by_inputs.get(&fp) {
+        if let (Some(all), true) = (all_inputs, validator.requires_equal_inputs()) {
+            if let Some(bucket) = candidates.by_inputs.get(&fingerprint(all)) {
                 for entry in bucket {
                     if let Some(v) = check(entry) {
                         return hit(entry, v);
                     }
                 }
             }
-            if validator.requires_equal_inputs() {
-                return Lookup::Miss(reason);
-            }
-            for (_, bucket) in candidates.by_inputs.iter().filter(|(k, _)| **k != fp) {
-                for entry in bucket {
-                    if let Some(v) = check(entry) {
-                        return hit(entry, v);
-                    }
-                }
-            }
-        } else {
-            for entry in candidates.by_inputs.values().flatten() {
-                if let Some(v) = check(entry) {
-                    return hit(entry, v);
-                }
+            return Lookup::Miss(reason);
+        }
+        for entry in candidates.by_inputs.values().flatten() {
+            if let Some(v) = check(entry) {
+                return hit(entry, v);
             }
         }
         Lookup::Miss(reason)
@@ -191,18 +207,18 @@ impl KeyCache {
 
     /// Keeps an output; prunes expired candidates from time to time, so that the cost
     /// of pruning stays proportional to the number of inserts.
-    pub(crate) fn insert(&self, entry: Entry, now: DateTime<Utc>) {
-        let fp = fingerprint(entry.cached.hashed_inputs.digests());
+    pub(crate) fn insert(&self, entry: Entry, now: i64) {
+        let fp = fingerprint(&entry.all_inputs);
         let mut c = write(&self.candidates);
         let bucket = c.by_inputs.entry(fp).or_default();
         let before = bucket.len();
-        bucket.retain(|e| !e.cached.is_expired(now));
+        bucket.retain(|e| !e.is_expired(now));
         let pruned = before - bucket.len();
         bucket.push(entry);
         c.len = c.len + 1 - pruned;
         if c.len >= c.sweep_at {
             c.by_inputs.retain(|_, bucket| {
-                bucket.retain(|e| !e.cached.is_expired(now));
+                bucket.retain(|e| !e.is_expired(now));
                 !bucket.is_empty()
             });
             c.len = c.by_inputs.values().map(Vec::len).sum();
@@ -212,18 +228,18 @@ impl KeyCache {
 
     /// Joins the flight for these inputs: the first caller leads (and must run the body),
     /// later ones get the flight to wait on.
-    pub(crate) fn join_flight(self: &Arc<Self>, inputs: &HashedInputs<'_>) -> Join {
-        let fp = fingerprint(inputs.digests());
+    pub(crate) fn join_flight(self: &Arc<Self>, all_inputs: &InputDigest) -> Join {
+        let fp = fingerprint(all_inputs);
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = flights.get(&fp) {
-            if *f.digests == *inputs.digests() {
+            if f.all_inputs == *all_inputs {
                 return Join::Wait(Arc::clone(f));
             }
             // A fingerprint collision between different inputs: run independently.
             return Join::Alone;
         }
         let flight = Arc::new(Flight {
-            digests: inputs.digests().into(),
+            all_inputs: *all_inputs,
             done: Mutex::new(FlightState::default()),
             landed: Condvar::new(),
         });
@@ -248,7 +264,7 @@ pub(crate) enum Join {
 
 /// A computation in progress that others may wait for.
 pub(crate) struct Flight {
-    digests: Box<[InputDigest]>,
+    all_inputs: InputDigest,
     done: Mutex<FlightState>,
     landed: Condvar,
 }
@@ -317,14 +333,12 @@ impl Drop for FlightGuard {
     }
 }
 
-/// A 64-bit fingerprint of a list of SHA-256 digests, for grouping candidates. Equal
-/// fingerprints are always confirmed by comparing the digests themselves.
-fn fingerprint(digests: &[InputDigest]) -> u64 {
-    digests.iter().fold(digests.len() as u64, |acc, d| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&d.0[..8]);
-        acc.rotate_left(17) ^ u64::from_le_bytes(word)
-    })
+/// A 64-bit fingerprint of a SHA-256 digest, for grouping candidates: its first bytes.
+/// Equal fingerprints are always confirmed by comparing the digests themselves.
+fn fingerprint(digest: &InputDigest) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&digest.0[..8]);
+    u64::from_le_bytes(word)
 }
 
 /// The fingerprints are already uniformly distributed: hash them as themselves.

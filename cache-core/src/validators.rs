@@ -45,9 +45,16 @@ impl CacheValidator {
         parameters: &Parameters,
         now: DateTime<Utc>,
     ) -> bool {
-        if candidate.is_expired(now) {
-            return false;
-        }
+        !candidate.is_expired(now) && self.accepts(candidate, inputs, parameters)
+    }
+
+    /// Whether an unexpired `candidate` may serve a run with `inputs` and `parameters`.
+    pub(crate) fn accepts(
+        &self,
+        candidate: &Cached,
+        inputs: &HashedInputs<'_>,
+        parameters: &Parameters,
+    ) -> bool {
         match *self {
             CacheValidator::NeverUse => never_use(candidate, inputs, parameters),
             CacheValidator::DurationOnly => duration_only(candidate, inputs, parameters),

@@ -149,13 +149,16 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
     });
     let mut steps = Vec::new();
     if let Some(cache_for) = &args.cache_for {
+        // Mixed-site hygiene: this name cannot clash with an argument called `hasher`.
+        let hasher = proc_macro2::Ident::new("hasher", proc_macro2::Span::mixed_site());
         let hashes = func.inputs.iter().map(|i| {
             let id = &i.ident;
-            quote_spanned!(id.span()=> ::taskcache::__private::hash_input(#id)?)
+            quote_spanned!(id.span()=> ::taskcache::__private::hash_input(#hasher, #id)?;)
         });
         steps.push(quote! {
-            .hash_inputs(|(#(#owned_idents,)*): &(#(#owned_tys,)*)| {
-                ::core::result::Result::Ok([#(#hashes),*])
+            .hash_inputs(|(#(#owned_idents,)*): &(#(#owned_tys,)*), #hasher| {
+                #(#hashes)*
+                ::core::result::Result::Ok(())
             })
         });
         let span = match &func.item.sig.output {
