@@ -558,15 +558,7 @@ where
             };
             let reason = match lookup {
                 Lookup::Hit(value, cached) => {
-                    let state = State::hit(value, cached, now);
-                    tracing::debug!(
-                        task = spec.name(),
-                        state = "Cached",
-                        cache_key = spec.cache_key(),
-                        "cache hit"
-                    );
-                    report(ctx.flow.as_deref(), spec, &state);
-                    return Checked::Hit(state);
+                    return served(spec, ctx, State::hit(value, cached, now), "cache hit");
                 }
                 Lookup::Miss(reason) => reason,
             };
@@ -605,14 +597,7 @@ where
                         hit.location
                     ));
                     state.location = Some(hit.location);
-                    tracing::debug!(
-                        task = spec.name(),
-                        state = "Cached",
-                        cache_key = spec.cache_key(),
-                        "persisted cache hit"
-                    );
-                    report(ctx.flow.as_deref(), spec, &state);
-                    return Checked::Hit(state);
+                    return served(spec, ctx, state, "persisted cache hit");
                 }
             }
             let key = Arc::clone(&key);
@@ -662,6 +647,18 @@ where
             }
         }
     }
+}
+
+/// Ends a run served from the cache: the log event and the flow's report.
+fn served<T>(spec: &TaskSpec, ctx: &Context, state: State<T>, what: &'static str) -> Checked<T> {
+    tracing::debug!(
+        task = spec.name(),
+        state = "Cached",
+        cache_key = spec.cache_key(),
+        "{what}"
+    );
+    report(ctx.flow.as_deref(), spec, &state);
+    Checked::Hit(state)
 }
 
 /// The candidates for the spec's key in the cache in force, borrowed when it is the

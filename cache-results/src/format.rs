@@ -262,35 +262,31 @@ where
     T: serde::Serialize + 'static,
     S: Serializer,
 {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io_error(dir))?;
-    // The payload's data is synced as soon as it is written (overlapping the hashing of
-    // a large one); the final sync then has only the header left to write back.
-    encode_into(value, serializer, tmp.as_file_mut(), path, |f| {
-        f.sync_data()
-    })?;
-    tmp.as_file().sync_all().map_err(io_error(path))?;
-    tmp.persist(path).map_err(|e| ResultError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    sync_dir(dir)?;
-    Ok(())
+    write_atomically(path, |file| {
+        // The payload's data is synced as soon as it is written (overlapping the hashing
+        // of a large one); the final sync then has only the header left to write back.
+        encode_into(value, serializer, file, path, |f| f.sync_data())
+    })
 }
 
 /// Writes raw `bytes` to `path` atomically and durably (for records).
 pub fn write_bytes(bytes: &[u8], path: &Path) -> Result<(), ResultError> {
+    write_atomically(path, |file| file.write_all(bytes).map_err(io_error(path)))
+}
+
+/// Creates a temporary file beside `path`, lets `fill` write it, syncs it, renames it
+/// to `path` and syncs the directory. The temporary file is removed on any error.
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> Result<(), ResultError>,
+) -> Result<(), ResultError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(io_error(dir))?;
-    tmp.write_all(bytes).map_err(io_error(path))?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io_error(path))?;
     tmp.persist(path).map_err(|e| ResultError::Io {
         path: path.to_path_buf(),
