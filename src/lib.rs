@@ -56,6 +56,7 @@
 //! - Every validator is checked against the expiration by the runtime: a validator of
 //!   your own only sees unexpired candidates.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub use taskcache_macros::{flow, task};

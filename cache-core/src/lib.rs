@@ -5,6 +5,7 @@
 //! Users normally reach all of this through the `taskcache` facade and its
 //! `#[task]`/`#[flow]` macros; this crate is what the generated code calls.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod context;

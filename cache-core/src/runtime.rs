@@ -394,7 +394,7 @@ where
             let future = task_ctx.clone().scope(|| body(now_inputs));
             let outcome = InContext {
                 ctx: task_ctx,
-                future,
+                future: Box::pin(future),
             }
             .await;
             match attempt.after(
@@ -985,21 +985,24 @@ fn report<T>(flow: Option<&FlowRunInfo>, spec: &TaskSpec, state: &State<T>) {
     }
 }
 
-/// A future polled with a context installed, and with its panics caught.
+/// A future polled with a context installed, and with its panics caught. The future is
+/// boxed so that no pin projection (and no `unsafe`) is needed: one allocation per
+/// attempt of an async task.
 struct InContext<F> {
     ctx: Context,
-    future: F,
+    future: Pin<Box<F>>,
 }
 
 impl<F: Future> Future for InContext<F> {
     type Output = std::thread::Result<F::Output>;
     fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<Self::Output> {
-        // SAFETY: `future` is never moved out of the pinned `InContext`; `ctx` is not
-        // structurally pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        let ctx = this.ctx.clone();
-        match ctx.scope(|| catch_unwind(AssertUnwindSafe(|| future.poll(cx)))) {
+        let this = self.get_mut();
+        let future = this.future.as_mut();
+        match this
+            .ctx
+            .clone()
+            .scope(|| catch_unwind(AssertUnwindSafe(|| future.poll(cx))))
+        {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Err(panic) => Poll::Ready(Err(panic)),
@@ -1012,7 +1015,11 @@ pub(crate) async fn in_context<F: Future>(
     ctx: Context,
     future: F,
 ) -> std::thread::Result<F::Output> {
-    InContext { ctx, future }.await
+    InContext {
+        ctx,
+        future: Box::pin(future),
+    }
+    .await
 }
 
 /// A runtime-agnostic sleep for retry delays of async tasks: a short-lived thread

@@ -5,6 +5,8 @@
 //! the two against each other (`valid.rs`) and only then emits code (`expand.rs`).
 //! Every mistake is a compile error at the token that caused it.
 
+#![forbid(unsafe_code)]
+
 use proc_macro::TokenStream;
 use syn::parse_macro_input;
 

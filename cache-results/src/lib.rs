@@ -21,6 +21,7 @@
 //! - [`format`]: the file format (header with type fingerprint and checksum), atomic
 //!   writes, verified reads.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod format;
