@@ -379,7 +379,7 @@ mod tests {
             home.join(".taskcache")
         );
         assert_eq!(LocalResult::new("~").dir(), home);
-        assert_eq!(LocalResult::new("/tmp/~x").dir(), Path::new("/tmp/~x"));
+        assert_eq!(LocalResult::new("data/~x").dir(), Path::new("data/~x"));
     }
 
     #[test]
