@@ -168,16 +168,49 @@ const PIPE_FROM: usize = 1 << 20;
 /// The size of the buffers handed to the hashing thread.
 const PIPE_BUFFER: usize = 1 << 20;
 
-/// Where the encoded bytes go: a hasher on this thread, or a hashing thread.
+/// Where the encoded bytes go: nowhere yet (a short input never needs a hasher), a
+/// hasher on this thread, or a hashing thread.
 enum Engine {
+    Fresh,
     Inline { hasher: Sha256, fed: usize },
     Piped(Pipe),
+}
+
+/// The longest message that SHA-256 pads into a single 64-byte block.
+const ONE_BLOCK: usize = 55;
+
+/// SHA-256 of a message of at most [`ONE_BLOCK`] bytes, padded by hand and compressed
+/// once: most inputs (a few numbers, a short string) are this small, and skipping the
+/// hasher's buffering and finalization is a good part of a cache hit's cost.
+fn one_block(message: &[u8]) -> [u8; 32] {
+    debug_assert!(message.len() <= ONE_BLOCK);
+    let mut block = [0u8; 64];
+    block[..message.len()].copy_from_slice(message);
+    block[message.len()] = 0x80;
+    block[56..].copy_from_slice(&((message.len() as u64) * 8).to_be_bytes());
+    let mut state: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    sha2::compress256(&mut state, &[block.into()]);
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 /// Hands `data` to the engine, moving to a hashing thread once enough has passed.
 #[inline]
 fn feed(engine: &mut Engine, may_pipe: &mut bool, data: &[u8]) {
+    if let Engine::Fresh = engine {
+        *engine = Engine::Inline {
+            hasher: Sha256::new(),
+            fed: 0,
+        };
+    }
     match engine {
+        Engine::Fresh => unreachable!("replaced just above"),
         Engine::Inline { hasher, fed } => {
             hasher.update(data);
             *fed += data.len();
@@ -282,10 +315,7 @@ struct Sink {
 impl Sink {
     fn new(may_pipe: bool) -> Self {
         Sink {
-            engine: Engine::Inline {
-                hasher: Sha256::new(),
-                fed: 0,
-            },
+            engine: Engine::Fresh,
             may_pipe,
             stage: [0; STAGE],
             staged: 0,
@@ -380,8 +410,12 @@ impl Sink {
 
     fn finish(mut self) -> [u8; 32] {
         self.flush();
+        if let (Engine::Fresh, true) = (&self.engine, self.staged <= ONE_BLOCK) {
+            return one_block(&self.stage[..self.staged]);
+        }
         self.unstage();
         match self.engine {
+            Engine::Fresh => Sha256::digest([]).into(),
             Engine::Inline { hasher, .. } => hasher.finalize().into(),
             Engine::Piped(pipe) => pipe.finish(),
         }
@@ -390,11 +424,18 @@ impl Sink {
     /// The digest so far, and a fresh start (map entries reuse one sink, never piped).
     fn finish_reset(&mut self) -> [u8; 32] {
         self.flush();
+        if let (Engine::Fresh, true) = (&self.engine, self.staged <= ONE_BLOCK) {
+            let digest = one_block(&self.stage[..self.staged]);
+            self.staged = 0;
+            return digest;
+        }
         self.unstage();
         match &mut self.engine {
-            Engine::Inline { hasher, fed } => {
-                *fed = 0;
-                hasher.finalize_reset().into()
+            Engine::Fresh => Sha256::digest([]).into(),
+            Engine::Inline { hasher, .. } => {
+                let digest = hasher.finalize_reset().into();
+                self.engine = Engine::Fresh;
+                digest
             }
             Engine::Piped(_) => unreachable!("map entry sinks are never piped"),
         }
@@ -869,6 +910,15 @@ mod tests {
         let mut sink = Sink::new(false);
         pair.serialize(&mut sink).unwrap();
         assert_eq!(hash_input(&pair).unwrap().0, sink.finish());
+    }
+
+    #[test]
+    fn the_one_block_shortcut_is_sha256() {
+        let data: Vec<u8> = (0..=ONE_BLOCK as u8).map(|i| i.wrapping_mul(37)).collect();
+        for n in 0..=ONE_BLOCK {
+            let expected: [u8; 32] = Sha256::digest(&data[..n]).into();
+            assert_eq!(one_block(&data[..n]), expected, "length {n}");
+        }
     }
 
     #[test]
