@@ -372,15 +372,28 @@ where
     // The length is bounded by the file's real size, so this allocation is too.
     let len =
         usize::try_from(payload_len).map_err(|_| corrupt(path, "payload larger than memory"))?;
-    let mut payload = vec![0u8; len];
-    if verify {
+    let payload = if verify {
+        let mut payload = vec![0u8; len];
         let digest = read_and_hash(&mut file, &mut payload).map_err(io_error(path))?;
         if digest != header.digest {
             return Err(corrupt(path, "checksum mismatch"));
         }
+        payload
     } else {
-        file.read_exact(&mut payload).map_err(io_error(path))?;
-    }
+        // Into spare capacity, as `fs::read` does: nothing is zeroed first.
+        let mut payload = Vec::with_capacity(len);
+        let read = (&mut file)
+            .take(payload_len)
+            .read_to_end(&mut payload)
+            .map_err(io_error(path))?;
+        if read != len {
+            return Err(corrupt(
+                path,
+                format!("{read} payload bytes, the header says {len}"),
+            ));
+        }
+        payload
+    };
     let raw = header.flags & FLAG_RAW != 0;
     if raw {
         if TypeId::of::<T>() != TypeId::of::<Vec<u8>>() {
