@@ -1,10 +1,11 @@
-//! Persistence in a task run: checkpointing outputs through a result backend, target
-//! files, and cached-state records that outlive the process.
+//! Persistence in a task run: the global checkpointing switch, rendering targets and
+//! result locations, reading stored results without trusting damaged ones, and the
+//! cached-state records that let an output cache outlive the process.
 //!
-//! The runner asks this module three things: is there a target to serve from
-//! ([`Persistence::target_hit`]), is there a persisted cached output
-//! ([`Persistence::record_hit`]), and, after a success, where and how to write the output
-//! ([`Persistence::checkpoint`]).
+//! The switch is public ([`set_checkpointing`], [`checkpointing`],
+//! `TASKCACHE_CHECKPOINTING`); the rest is what the runner calls: render the target and
+//! read it, look for a persisted cached output, and after a success write the output and
+//! its record.
 
 use crate::context::Context;
 use crate::hash::InputDigest;

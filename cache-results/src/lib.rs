@@ -18,7 +18,7 @@
 //! - [`LocalResult`]: files under a directory (bincode by default, JSON on request,
 //!   either compressed with `Zstd`).
 //! - [`MemoryResult`]: in process memory, for tests and single-process targets.
-//! - [`format`]: the file format (header with type fingerprint and checksum), atomic
+//! - [`format`](mod@format): the file format (header with type fingerprint and checksum), atomic
 //!   writes, verified reads.
 
 #![forbid(unsafe_code)]
