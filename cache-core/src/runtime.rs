@@ -417,6 +417,11 @@ where
         let Some(p) = &self.persist else {
             return TargetCheck::Run(None, Vec::new());
         };
+        // Nothing to render (no target, no location template): nothing to do here, and a
+        // cache hit of such a task pays for none of it.
+        if p.target.is_none() && p.backend.location_template().is_none() {
+            return TargetCheck::Run(None, Vec::new());
+        }
         let ctx = Context::current();
         if !persist::enabled(p.checkpoint, &ctx) {
             return TargetCheck::Run(None, Vec::new());
