@@ -155,6 +155,12 @@ mod tag {
     pub const INPUT: u8 = 35;
 }
 
+/// The bits every `f32` NaN is hashed as: the quiet NaN, spelled out because the bits of
+/// `f32::NAN` are not guaranteed across Rust versions and targets.
+const CANONICAL_NAN_F32: u32 = 0x7fc0_0000;
+/// The bits every `f64` NaN is hashed as (see [`CANONICAL_NAN_F32`]).
+const CANONICAL_NAN_F64: u64 = 0x7ff8_0000_0000_0000;
+
 /// Size of the chunk that gathers consecutive `u8` values.
 const CHUNK: usize = 512;
 const _: () = assert!(
@@ -453,26 +459,32 @@ impl<'a> ser::Serializer for &'a mut Sink {
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), HashError> {
         self.write(tag::BOOL, &[u8::from(v)]);
         Ok(())
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<(), HashError> {
         self.write(tag::I8, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), HashError> {
         self.write(tag::I16, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), HashError> {
         self.write(tag::I32, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<(), HashError> {
         self.write(tag::I64, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<(), HashError> {
         self.write(tag::I128, &v.to_le_bytes());
         Ok(())
@@ -482,25 +494,30 @@ impl<'a> ser::Serializer for &'a mut Sink {
         self.byte(v);
         Ok(())
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), HashError> {
         self.write(tag::U16, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), HashError> {
         self.write(tag::U32, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), HashError> {
         self.write(tag::U64, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<(), HashError> {
         self.write(tag::U128, &v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), HashError> {
         let bits = if v.is_nan() {
-            f32::NAN.to_bits()
+            CANONICAL_NAN_F32
         } else if v == 0.0 {
             0
         } else {
@@ -509,9 +526,10 @@ impl<'a> ser::Serializer for &'a mut Sink {
         self.write(tag::F32, &bits.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), HashError> {
         let bits = if v.is_nan() {
-            f64::NAN.to_bits()
+            CANONICAL_NAN_F64
         } else if v == 0.0 {
             0
         } else {
@@ -520,20 +538,24 @@ impl<'a> ser::Serializer for &'a mut Sink {
         self.write(tag::F64, &bits.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<(), HashError> {
         self.write(tag::CHAR, &u32::from(v).to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), HashError> {
         self.len(tag::STR, v.len());
         self.update(v.as_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), HashError> {
         self.len(tag::BYTES, v.len());
         self.update(v);
         Ok(())
     }
+    #[inline]
     fn serialize_none(self) -> Result<(), HashError> {
         self.write(tag::NONE, &[]);
         Ok(())
@@ -542,15 +564,18 @@ impl<'a> ser::Serializer for &'a mut Sink {
         self.write(tag::SOME, &[]);
         value.serialize(self)
     }
+    #[inline]
     fn serialize_unit(self) -> Result<(), HashError> {
         self.write(tag::UNIT, &[]);
         Ok(())
     }
+    #[inline]
     fn serialize_unit_struct(self, name: &'static str) -> Result<(), HashError> {
         self.write(tag::UNIT_STRUCT, &[]);
         self.name(name);
         Ok(())
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         name: &'static str,
@@ -579,6 +604,7 @@ impl<'a> ser::Serializer for &'a mut Sink {
         self.variant(tag::NEWTYPE_VARIANT, name, index, variant);
         value.serialize(self)
     }
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, HashError> {
         // The length is written at the end, counted, so that `len: None` hashes the same
         // as a known length.
@@ -589,15 +615,18 @@ impl<'a> ser::Serializer for &'a mut Sink {
             count: 0,
         })
     }
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self, HashError> {
         self.len(tag::TUPLE, len);
         Ok(self)
     }
+    #[inline]
     fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self, HashError> {
         self.len(tag::TUPLE_STRUCT, len);
         self.name(name);
         Ok(self)
     }
+    #[inline]
     fn serialize_tuple_variant(
         self,
         name: &'static str,
@@ -609,6 +638,7 @@ impl<'a> ser::Serializer for &'a mut Sink {
         self.len(tag::TUPLE, len);
         Ok(self)
     }
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<Map<'a>, HashError> {
         Ok(Map {
             sink: self,
@@ -617,11 +647,13 @@ impl<'a> ser::Serializer for &'a mut Sink {
             count: 0,
         })
     }
+    #[inline]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self, HashError> {
         self.len(tag::STRUCT, len);
         self.name(name);
         Ok(self)
     }
+    #[inline]
     fn serialize_struct_variant(
         self,
         name: &'static str,
@@ -669,6 +701,7 @@ impl ser::SerializeSeq for Seq<'_> {
         self.count += 1;
         value.serialize(&mut *self.sink)
     }
+    #[inline]
     fn end(self) -> Result<(), HashError> {
         self.sink.write(tag::SEQ_END, &self.count.to_le_bytes());
         Ok(())
@@ -941,6 +974,98 @@ mod tests {
     }
 
     const KNOWN: &str = "a64ecf64e6f43f5f1ca18f2fdea738001b5877cb167d0aa81e0c64a50d43b150";
+
+    #[test]
+    fn known_answer_for_folded_floats() {
+        // Pins the canonical NaN and zero bits, whatever `f64::NAN` is on this toolchain.
+        let hex: String = h(&(-f64::NAN, -0.0f64, f32::from_bits(0xffc0_0001), -0.0f32))
+            .0
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "df69b834ba1afdbfc44cf572a6f5869401e5b78d50e90eef7253e2252b376779"
+        );
+    }
+
+    /// Text written through `Display` in the given pieces.
+    struct Pieces<'a>(&'a [&'a str]);
+    impl fmt::Display for Pieces<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.iter().try_for_each(|p| f.write_str(p))
+        }
+    }
+    impl Serialize for Pieces<'_> {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
+    }
+
+    #[test]
+    fn collected_strings_stream_and_stay_delimited() {
+        assert_eq!(h(&Pieces(&["ab", "", "c"])), h(&Pieces(&["abc"])));
+        assert_ne!(
+            h(&(Pieces(&["ab"]), Pieces(&["c"]))),
+            h(&(Pieces(&["a"]), Pieces(&["bc"])))
+        );
+        assert_ne!(h(&Pieces(&[""])), h(&Pieces(&["\0"])));
+        // Long text goes past the staging buffer.
+        let long = "é".repeat(1000);
+        assert_eq!(
+            h(&Pieces(&[&long[..1000], &long[1000..]])),
+            h(&Pieces(&[&long]))
+        );
+    }
+
+    /// A sequence and a map that do not tell serde their length.
+    struct Unsized<'a>(&'a [(u64, u8)]);
+    impl Serialize for Unsized<'_> {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use ser::SerializeTuple;
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&UnsizedSeq(self.0))?;
+            t.serialize_element(&UnsizedMap(self.0))?;
+            t.end()
+        }
+    }
+    struct UnsizedSeq<'a>(&'a [(u64, u8)]);
+    impl Serialize for UnsizedSeq<'_> {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().filter(|_| true).map(|e| e.1))
+        }
+    }
+    struct UnsizedMap<'a>(&'a [(u64, u8)]);
+    impl Serialize for UnsizedMap<'_> {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().filter(|_| true).map(|e| (e.0, e.1)))
+        }
+    }
+    #[test]
+    fn unknown_lengths_hash_like_known_ones() {
+        let entries: Vec<(u64, u8)> = (0..1500u64).map(|i| (i, (i * 13) as u8)).collect();
+        let known = (
+            entries.iter().map(|e| e.1).collect::<Vec<u8>>(),
+            entries.iter().copied().collect::<BTreeMap<u64, u8>>(),
+        );
+        assert_eq!(hash_input(&Unsized(&entries)).unwrap(), h(&known));
+    }
+
+    #[test]
+    fn runs_of_bytes_keep_their_structure() {
+        assert_ne!(h(&(vec![1u8], 2u8)), h(&(vec![1u8, 2u8],)));
+        assert_ne!(h(&vec![(1u8, 2u8), (3, 4)]), h(&vec![(1u8, 2u8, 3u8, 4u8)]));
+        assert_ne!(h(&((1u8, 2u8), 3u8)), h(&(1u8, (2u8, 3u8))));
+        // Lengths around the chunk size all differ.
+        let data = vec![9u8; 3 * CHUNK + 1];
+        let lengths = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 1];
+        let digests: Vec<_> = lengths.iter().map(|&n| h(&data[..n])).collect();
+        for (i, a) in digests.iter().enumerate() {
+            for b in &digests[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
 
     struct Fails;
     impl Serialize for Fails {
