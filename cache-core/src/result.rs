@@ -2,7 +2,11 @@
 //! cache records live (Prefect's `Result`: `exists`, `read`, `write`).
 //!
 //! Implementations are in `taskcache-results`: `LocalResult` (files) and
-//! `MemoryResult` (in process). The runtime uses a backend through this trait only.
+//! `MemoryResult` (in process). The runtime uses a backend through [`ResultBackend`]
+//! only; a backend turns values into bytes with a [`Serializer`].
+//!
+//! Like `object_store`'s trait this is kept small: a [`Location`] type that cannot
+//! leave the backend's root, one serializer trait, one backend trait, one error type.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -11,14 +15,17 @@ use std::path::PathBuf;
 
 /// A location inside a backend's root: a relative path that cannot leave it.
 ///
-/// Checked when built: not empty, not absolute, no `..` component, no NUL byte, no
-/// empty component; `./` components are dropped.
+/// Checked when built, so that every later use can trust it: not empty, not absolute
+/// (no leading `/` or `\`, no Windows drive prefix such as `C:` in any component), no
+/// `..` component, no NUL byte, no empty component except a trailing one (`reports/`
+/// is `reports`); `.` components are dropped and `\` is read as `/`.
 ///
 /// ```
 /// use taskcache_core::result::Location;
 /// assert_eq!(Location::new("./Monday/report.bin").unwrap().as_str(), "Monday/report.bin");
 /// assert!(Location::new("../outside").is_err());
 /// assert!(Location::new("/etc/passwd").is_err());
+/// assert!(Location::new("a//b").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -27,8 +34,9 @@ pub struct Location(String);
 /// Why a string is not a [`Location`].
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "`{location}` is not a location inside the result's directory: {reason}; targets and result \
-     locations must render to a relative path without `..`"
+    "`{location}` is not a valid location: {reason}; targets and result \
+     locations must stay inside the result's directory, as a relative path without `..` \
+     (for example `{{date:%Y-%m-%d}}/{{task_name}}.bin`)"
 )]
 pub struct LocationError {
     /// The rejected location.
@@ -41,7 +49,8 @@ impl Location {
     /// Checks and normalises a location.
     ///
     /// # Errors
-    /// See the type's documentation.
+    /// A [`LocationError`] naming the location and the rule it breaks (see the type's
+    /// documentation).
     pub fn new(location: impl Into<String>) -> Result<Self, LocationError> {
         let location = location.into();
         let fail = |reason| {
@@ -50,15 +59,14 @@ impl Location {
                 reason,
             })
         };
+        if location.is_empty() {
+            return fail("it is empty");
+        }
         if location.contains('\0') {
             return fail("it contains a NUL byte");
         }
         if location.starts_with('/') || location.starts_with('\\') {
             return fail("it is an absolute path");
-        }
-        let bytes = location.as_bytes();
-        if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
-            return fail("it starts with a drive prefix");
         }
         let mut parts = Vec::new();
         let components: Vec<&str> = location.split(['/', '\\']).collect();
@@ -69,6 +77,14 @@ impl Location {
                 "." => {}
                 "" if i == last && i > 0 => {}
                 "" => return fail("it has an empty component"),
+                // On Windows, joining `C:` (or `C:x`) to a path replaces the whole path:
+                // refused everywhere, so that a location means the same on every system.
+                p if p.len() >= 2
+                    && p.as_bytes()[1] == b':'
+                    && p.as_bytes()[0].is_ascii_alphabetic() =>
+                {
+                    return fail("it has a Windows drive prefix");
+                }
                 p => parts.push(p),
             }
         }
@@ -83,7 +99,7 @@ impl Location {
         &self.0
     }
 
-    /// The location under `root`.
+    /// The path of this location under a backend's `root` directory.
     pub fn under(&self, root: &std::path::Path) -> PathBuf {
         let mut path = root.to_path_buf();
         path.extend(self.0.split('/'));
@@ -116,22 +132,28 @@ impl fmt::Debug for Location {
     }
 }
 
-/// Why a value could not be serialized or deserialized.
+/// Why a value could not be serialized or deserialized (the serializer's own message).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SerializeError(pub String);
 
-/// How values become bytes and back: bincode by default, JSON for humans.
+/// How values become bytes and back: bincode by default, JSON for people, either
+/// compressed with zstd (the implementations are in `taskcache-results`).
 ///
-/// Writing streams: a large value is never buffered a second time. Reading decodes
-/// from the payload once its checksum has been verified, so damaged bytes are never
-/// decoded at all.
+/// Both directions stream: a large value is never held a second time in memory as
+/// bytes. A backend verifies the stored payload's checksum before it hands it to
+/// [`Serializer::deserialize`], so damaged bytes are never decoded; what remains to
+/// guard against is a crafted payload, hence the allocation bound on `deserialize`.
 pub trait Serializer: Send + Sync + fmt::Debug + 'static {
-    /// The id written in a file's header, checked when it is read.
+    /// The id written in a file's header and checked when it is read: a file is only
+    /// decoded by the serializer that wrote it. Ids up to 127 are taskcache's; a
+    /// wrapper sets the high bit (as `Zstd` does).
     fn id(&self) -> u8;
-    /// A name for messages.
+    /// The serializer's name, for messages (`"bincode"`, `"json"`, …).
     fn name(&self) -> &'static str;
-    /// Writes `value` to `out`.
+    /// Encodes `value` into `out`, streaming.
+    ///
+    /// `out` is buffered by the caller; small writes are cheap.
     ///
     /// # Errors
     /// When the value cannot be encoded or `out` fails.
@@ -140,18 +162,32 @@ pub trait Serializer: Send + Sync + fmt::Debug + 'static {
         value: &T,
         out: &mut dyn std::io::Write,
     ) -> Result<(), SerializeError>;
-    /// Reads a value from `bytes`, which have already passed their integrity check.
+    /// Decodes one value from `input`, streaming, and leaves whatever follows it
+    /// unconsumed (the caller checks that nothing does).
     ///
-    /// No allocation may be larger than a fixed multiple of `bytes.len()`, however the
-    /// bytes claim otherwise: a damaged or crafted length must not exhaust memory.
+    /// `input` yields at most `max_len` bytes. No single allocation may exceed a fixed
+    /// multiple of `max_len`, whatever lengths the bytes claim: a crafted length must
+    /// fail quickly, not exhaust memory. When `input`'s buffer already holds all
+    /// `max_len` bytes (a payload read whole, or held in memory), an implementation
+    /// may decode from that slice directly.
+    ///
+    /// (`BufRead` rather than `Read`: a serializer that read ahead into its own buffer
+    /// would swallow the bytes the caller checks for; `max_len`: bincode needs a bound
+    /// to limit what a claimed length may allocate.)
     ///
     /// # Errors
-    /// When the bytes are not a `T`.
-    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, SerializeError>;
+    /// When the bytes are not an encoded `T`.
+    fn deserialize<T: DeserializeOwned>(
+        &self,
+        input: &mut dyn std::io::BufRead,
+        max_len: u64,
+    ) -> Result<T, SerializeError>;
 
-    /// True when a `Vec<u8>` value may be stored as its raw bytes (the fast path for
-    /// large binary results).
-    fn raw_bytes(&self) -> bool {
+    /// True when this serializer encodes a `Vec<u8>` exactly as bincode's standard
+    /// configuration does: its length as a varint, then the bytes. The file format then
+    /// writes and reads such a value in one piece instead of byte by byte through
+    /// serde, and the file stays what the serializer itself would have written.
+    fn encodes_bytes_as_bincode(&self) -> bool {
         false
     }
 }
@@ -159,54 +195,79 @@ pub trait Serializer: Send + Sync + fmt::Debug + 'static {
 /// Why a backend could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultError {
-    /// The file system failed (permission denied, disk full, …).
-    #[error("{}: {source}", path.display())]
+    /// The file system failed (permission denied, disk full, a file where a directory
+    /// should be, …).
+    #[error(
+        "{}: {source}; check that the path is a writable directory tree on a disk with free \
+         space (a result's `dir` is created on the first write)",
+        path.display()
+    )]
     Io {
-        /// The path involved.
+        /// The file or directory that failed.
         path: PathBuf,
         /// The system's error.
         source: std::io::Error,
     },
-    /// Nothing is stored at the location.
-    #[error("nothing is stored at {location}")]
+    /// Nothing is stored at the location (for the runtime, a miss: the task runs).
+    #[error("nothing is stored at `{location}`; run the task (or write the value) first")]
     NotFound {
         /// The location.
         location: Location,
     },
-    /// The stored bytes are damaged or not ours.
-    #[error("{} is damaged ({reason}); it will be recomputed and overwritten", path.display())]
+    /// The stored bytes are damaged or not a taskcache result: bad magic, a short file,
+    /// a length or checksum mismatch, another serializer. The runtime treats it as a
+    /// miss and overwrites the file.
+    #[error(
+        "{} is damaged or not a taskcache result ({reason}); the task will recompute and \
+         overwrite it",
+        path.display()
+    )]
     Corrupt {
         /// The file or location.
         path: PathBuf,
         /// What is wrong.
         reason: String,
     },
-    /// The stored value is of another type than the one asked for.
-    #[error("{} holds a `{found}`, not a `{expected}`; it will be recomputed and overwritten", path.display())]
+    /// The stored value is of another type than the one asked for, or of an earlier
+    /// definition of it. The runtime treats it as a miss and overwrites the file.
+    #[error(
+        "{} does not hold a `{expected}`: it holds {found}; the task will recompute and \
+         overwrite it",
+        path.display()
+    )]
     TypeMismatch {
         /// The file or location.
         path: PathBuf,
         /// The type asked for.
         expected: String,
-        /// What the file holds (a type name, or its fingerprint).
+        /// What the file holds, in words (its type's fingerprint, or why it does not
+        /// decode as `expected`).
         found: String,
     },
-    /// The value could not be encoded or decoded.
-    #[error("{} could not be (de)serialized with {serializer}: {source}", path.display())]
+    /// The value could not be encoded (bincode cannot encode some serde features, such as
+    /// sequences or maps of unknown length from a custom `Serialize`); nothing was
+    /// written.
+    #[error(
+        "the value for {} could not be serialized with {serializer}: {source}; check the \
+         type's `Serialize` implementation, or use `JsonSerializer` for types bincode \
+         cannot encode",
+        path.display()
+    )]
     Serialize {
-        /// The file or location.
+        /// The file or location the value was for.
         path: PathBuf,
         /// The serializer's name.
         serializer: &'static str,
         /// Why.
         source: SerializeError,
     },
-    /// The location is not valid.
+    /// The location is not valid (see [`Location`]).
     #[error(transparent)]
     Location(#[from] LocationError),
 }
 
-/// An exclusive lock on one location, released when dropped.
+/// An exclusive lock on one location, released when dropped; each backend fills it its
+/// own way (a locked file, a guard on an in-process set, …).
 pub struct LocationLock(#[allow(dead_code)] Box<dyn Send + Sync>);
 
 impl LocationLock {

@@ -2,24 +2,29 @@
 //! files are stored, in a format that is crash-safe and verified on every read.
 //!
 //! ```
-//! use taskcache_results::LocalResult;
-//! use taskcache_core::result::{Location, ResultBackend};
+//! use taskcache_results::{Location, LocalResult, ResultBackend};
 //!
-//! let dir = std::env::temp_dir().join(format!("taskcache-doc-{}", std::process::id()));
-//! let result = LocalResult::new(&dir);
+//! let dir = tempfile::tempdir().unwrap();
+//! let result = LocalResult::new(dir.path());
 //! let at = Location::new("reports/monday.bin").unwrap();
 //! result.write(&vec!["eu".to_string(), "us".to_string()], &at).unwrap();
 //! assert!(result.exists(&at).unwrap());
 //! let back: Vec<String> = result.read(&at).unwrap();
 //! assert_eq!(back, ["eu", "us"]);
-//! # std::fs::remove_dir_all(&dir).unwrap();
+//!
+//! // The file knows what it holds: reading it as another type is an error, not garbage.
+//! assert!(result.read::<Vec<u64>>(&at).is_err());
 //! ```
 //!
-//! - [`LocalResult`]: files under a directory (bincode by default, JSON on request,
-//!   either compressed with `Zstd`).
+//! - [`LocalResult`]: files under a directory, as Prefect's `LocalResult(dir=…)`;
+//!   bincode by default, JSON on request, either compressed with [`Zstd`] (feature
+//!   `zstd`, on by default).
 //! - [`MemoryResult`]: in process memory, for tests and single-process targets.
-//! - [`format`](mod@format): the file format (header with type fingerprint and checksum), atomic
-//!   writes, verified reads.
+//! - [`format`](mod@format): the file format (a header with the type's fingerprint and
+//!   the payload's SHA-256), atomic writes, verified streaming reads.
+//!
+//! The backend trait, [`Location`] and the errors are defined in `taskcache_core::result`
+//! and re-exported here.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,4 +39,6 @@ pub use memory::MemoryResult;
 #[cfg(feature = "zstd")]
 pub use serializers::Zstd;
 pub use serializers::{BincodeSerializer, JsonSerializer};
-pub use taskcache_core::result::{Location, LocationError, ResultBackend, ResultError, Serializer};
+pub use taskcache_core::result::{
+    Location, LocationError, LocationLock, ResultBackend, ResultError, SerializeError, Serializer,
+};

@@ -2,24 +2,34 @@
 
 use crate::format;
 use crate::serializers::BincodeSerializer;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use taskcache_core::result::{Location, LocationLock, ResultBackend, ResultError, Serializer};
+use taskcache_core::result::{
+    Location, LocationError, LocationLock, ResultBackend, ResultError, Serializer,
+};
 
 /// Stores results as files under a directory, as Prefect's `LocalResult(dir=…)`.
 ///
-/// `~` at the start of the directory is the user's home. The directory is created on
-/// the first write. Each file carries a header with the stored type's fingerprint and
-/// the payload's checksum; writes are atomic and durable. Every read checks the
-/// checksum, except that a file of 1 MiB or more which this `LocalResult` has already
+/// `~` and `~/…` at the start of the directory are the user's home (`$HOME`). The
+/// directory is created on the first write. Each file carries a header with the stored
+/// type's fingerprint and the payload's checksum ([`format`](crate::format)); writes
+/// are atomic and durable, reads verified. One exception to "every read hashes the
+/// payload": a file of 1 MiB or more that this `LocalResult` (or a clone) has already
 /// verified is not hashed again while its size, modification time, change time and
-/// inode are unchanged (any write to it, or a new file in its place, changes them).
+/// inode are unchanged; any write to it, or a new file in its place, changes them.
+///
+/// Besides the results it keeps, under the same directory, `.locks/` (one lock file
+/// per locked location) and `.taskcache-records/` (persisted cache records); locations
+/// inside those two are refused.
 ///
 /// ```
-/// use taskcache_results::LocalResult;
-/// let result = LocalResult::new("~/.taskcache").with_location("{task_name}/{today}.bin");
+/// use taskcache_results::{JsonSerializer, LocalResult};
+/// let result = LocalResult::new("~/.taskcache")
+///     .with_location("{task_name}/{today}.json")
+///     .with_serializer(JsonSerializer);
 /// assert!(result.dir().ends_with(".taskcache"));
 /// ```
 #[derive(Debug, Clone)]
@@ -31,8 +41,13 @@ pub struct LocalResult<S = BincodeSerializer> {
 }
 
 /// Large files whose checksum this process has verified are not hashed again while
-/// these stay the same: any write to the file, or a new file in its place, changes them.
+/// their [`Stamp`] stays the same.
 const TRUST_VERIFIED_FROM: u64 = 1 << 20;
+
+/// The directory of lock files, under the result's directory.
+const LOCKS: &str = ".locks";
+/// The directory of cache records, under the result's directory.
+const RECORDS: &str = ".taskcache-records";
 
 /// What identifies one version of a file: size, modification and change times, inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +76,8 @@ impl Stamp {
 }
 
 impl LocalResult {
-    /// Results under `dir` (`~` expanded), written with bincode.
+    /// Results under `dir` (`~` expanded), written with bincode; the directory is created
+    /// on the first write.
     pub fn new(dir: impl AsRef<Path>) -> Self {
         LocalResult {
             dir: expand_home(dir.as_ref()),
@@ -73,8 +89,8 @@ impl LocalResult {
 }
 
 impl<S: Serializer> LocalResult<S> {
-    /// Writes each output to this templated location (`"{task_name}/{today}.bin"`)
-    /// instead of a fresh unique one.
+    /// Writes each output to this templated location (`"{task_name}/{today}.bin"`),
+    /// rendered by the runtime, instead of a fresh unique one.
     pub fn with_location(mut self, template: impl Into<String>) -> Self {
         self.location = Some(template.into());
         self
@@ -87,38 +103,55 @@ impl<S: Serializer> LocalResult<S> {
             dir: self.dir,
             location: self.location,
             serializer,
-            verified: self.verified,
+            verified: Arc::default(),
         }
     }
 
-    /// The directory results are stored under.
+    /// The directory results are stored under, `~` expanded.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    fn path(&self, location: &Location) -> PathBuf {
-        location.under(&self.dir)
+    /// The serializer values are written with.
+    pub fn serializer(&self) -> &S {
+        &self.serializer
+    }
+
+    /// The file of `location`, refusing the backend's own directories.
+    fn path(&self, location: &Location) -> Result<PathBuf, ResultError> {
+        let first = location.as_str().split('/').next().unwrap_or("");
+        if first == LOCKS || first == RECORDS {
+            return Err(ResultError::Location(LocationError {
+                location: location.as_str().to_owned(),
+                reason: "it is inside a directory the result keeps for itself \
+                         (`.locks`, `.taskcache-records`)",
+            }));
+        }
+        Ok(location.under(&self.dir))
     }
 
     fn records_dir(&self, key: &str) -> PathBuf {
-        let encoded: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(".taskcache-records").join(encoded)
+        self.dir.join(RECORDS).join(encode_key(key))
+    }
+
+    fn record_path(&self, key: &str, id: &str) -> PathBuf {
+        self.records_dir(key).join(format!("{}.rec", encode_id(id)))
     }
 }
 
-/// `~` and `~/…` relative to `$HOME`; other paths unchanged.
+/// `~` and `~/…` relative to `$HOME`; other paths, and `~` without `$HOME`, unchanged.
 fn expand_home(dir: &Path) -> PathBuf {
     let Some(text) = dir.to_str() else {
         return dir.to_path_buf();
     };
     let rest = match text.strip_prefix('~') {
         Some("") => "",
-        Some(rest) if rest.starts_with('/') => &rest[1..],
+        Some(rest) if rest.starts_with('/') => rest.trim_start_matches('/'),
         _ => return dir.to_path_buf(),
     };
     match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(rest),
-        None => dir.to_path_buf(),
+        Some(home) if !home.is_empty() => PathBuf::from(home).join(rest),
+        _ => dir.to_path_buf(),
     }
 }
 
@@ -129,8 +162,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultError + '_ {
     }
 }
 
-fn safe_name(s: &str) -> String {
-    s.chars()
+/// A fresh location for one write: `<task name>/<UTC timestamp>-<uuid>.bin`, the task
+/// name reduced to `[A-Za-z0-9_-]` (`module::task` becomes `module__task`).
+pub(crate) fn unique_location(task_name: &str) -> Location {
+    let mut name: String = task_name
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
@@ -138,12 +174,83 @@ fn safe_name(s: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    if name.is_empty() {
+        name.push_str("task");
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let id = uuid::Uuid::new_v4().simple();
+    Location::new(format!("{name}/{stamp}-{id}.bin"))
+        .expect("a sanitised name, a timestamp and a uuid make a valid location")
 }
 
-impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
+/// A cache key as a directory name: its bytes in hex (keys are any text, `/` and all);
+/// a key longer than 100 bytes as `sha256-` and the hex of its SHA-256, so the name
+/// stays within file-name limits.
+fn encode_key(key: &str) -> String {
+    if key.len() <= 100 {
+        hex(key.as_bytes())
+    } else {
+        format!("sha256-{}", hex(&Sha256::digest(key.as_bytes())))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// A record id as a file name: `[A-Za-z0-9_-]` as is (hex digests are unchanged),
+/// every other byte as `%XX`, so that any id comes back from [`decode_id`] unchanged.
+fn encode_id(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The id [`encode_id`] made `name` from; `None` for names it cannot have made.
+fn decode_id(name: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(name.len());
+    let mut rest = name.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+impl<S: Serializer> ResultBackend for LocalResult<S> {
     fn describe(&self) -> String {
-        format!("LocalResult(dir = {})", self.dir.display())
+        match self.serializer.name() {
+            "bincode" => format!("LocalResult(dir = {})", self.dir.display()),
+            other => format!(
+                "LocalResult(dir = {}, serializer = {other})",
+                self.dir.display()
+            ),
+        }
     }
 
     fn is_persistent(&self) -> bool {
@@ -155,18 +262,14 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
     }
 
     fn default_location(&self, task_name: &str) -> Location {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-        let id = uuid::Uuid::new_v4().simple();
-        Location::new(format!("{}/{stamp}-{id}.bin", safe_name(task_name)))
-            .expect("a sanitised name and a timestamp make a valid location")
+        unique_location(task_name)
     }
 
     fn exists(&self, location: &Location) -> Result<bool, ResultError> {
-        let path = self.path(location);
+        let path = self.path(location)?;
         match std::fs::metadata(&path) {
             Ok(m) => Ok(m.is_file()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(false),
+            Err(e) if missing(&e) => Ok(false),
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -175,15 +278,10 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
         &self,
         location: &Location,
     ) -> Result<T, ResultError> {
-        let path = self.path(location);
+        let path = self.path(location)?;
         let file = match File::open(&path) {
             Ok(f) => f,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
+            Err(e) if missing(&e) => {
                 return Err(ResultError::NotFound {
                     location: location.clone(),
                 })
@@ -193,19 +291,11 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
         let meta = file.metadata().map_err(io(&path))?;
         let large = meta.len() >= TRUST_VERIFIED_FROM;
         let stamp = Stamp::of(&meta);
-        let trusted = large
-            && self
-                .verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&path)
-                == Some(&stamp);
-        let value = format::read_checked(file, meta.len(), &self.serializer, &path, !trusted)?;
+        let verified = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let trusted = large && verified().get(&path) == Some(&stamp);
+        let value = format::read_from(file, meta.len(), &self.serializer, &path, !trusted)?;
         if large && !trusted {
-            self.verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(path, stamp);
+            verified().insert(path, stamp);
         }
         Ok(value)
     }
@@ -215,36 +305,39 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
         value: &T,
         location: &Location,
     ) -> Result<(), ResultError> {
-        format::write_file(value, &self.serializer, &self.path(location))
+        format::write_file(value, &self.serializer, &self.path(location)?)
     }
 
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
-        let path = format::lock_path(&self.dir, location.as_str());
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
+        let name = hex(&Sha256::digest(location.as_str().as_bytes())[..16]);
+        let dir = self.dir.join(LOCKS);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{name}.lock"));
         let file: File = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(io(&path))?;
-        // An exclusive lock on the open file: held across processes and, since each call
-        // opens the file anew, across threads too; released when the file is closed.
+        // An exclusive lock on the open file description (flock on Unix, LockFileEx on
+        // Windows): held across processes and, since each call opens the file anew,
+        // across threads; released when the file is closed, also if the process dies.
+        // std's `File::lock` (Rust 1.89, our minimum) is what the `fs4` crate offers,
+        // without the dependency. Lock files are left in place: removing one while
+        // another process waits on it would let two holders in.
         file.lock().map_err(io(&path))?;
         Ok(LocationLock::new(file))
     }
 
     fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
-        let path = self.records_dir(key).join(format!("{}.rec", safe_name(id)));
-        format::write_bytes(bytes, &path)
+        format::write_bytes(bytes, &self.record_path(key, id))
     }
 
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
-        let path = self.records_dir(key).join(format!("{}.rec", safe_name(id)));
+        let path = self.record_path(key, id);
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if missing(&e) => Ok(None),
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -253,18 +346,20 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
         let dir = self.records_dir(key);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if missing(&e) => return Ok(Vec::new()),
             Err(e) => return Err(io(&dir)(e)),
         };
         let mut ids = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io(&dir))?;
+            // Temporary files (`.tmp-…`) and anything else not ours are skipped.
             if let Some(id) = entry
                 .file_name()
                 .to_str()
                 .and_then(|n| n.strip_suffix(".rec"))
+                .and_then(decode_id)
             {
-                ids.push(id.to_owned());
+                ids.push(id);
             }
         }
         ids.sort();
@@ -272,10 +367,10 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
     }
 
     fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
-        let path = self.records_dir(key).join(format!("{}.rec", safe_name(id)));
+        let path = self.record_path(key, id);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if missing(&e) => Ok(()),
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -284,154 +379,42 @@ impl<S: Serializer + Clone> ResultBackend for LocalResult<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serializers::JsonSerializer;
-
-    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Report {
-        region: String,
-        rows: Vec<u64>,
-    }
-
-    fn report() -> Report {
-        Report {
-            region: "emea".into(),
-            rows: (0..1000).collect(),
-        }
-    }
-
-    fn round_trip<S: Serializer + Clone>(serializer: S) -> PathBuf {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let result = LocalResult::new(&dir).with_serializer(serializer);
-        let at = Location::new("a/b/report.bin").unwrap();
-        result.write(&report(), &at).unwrap();
-        assert_eq!(result.read::<Report>(&at).unwrap(), report());
-        let bytes: Vec<u8> = (0..=255).collect();
-        let raw = Location::new("bytes.bin").unwrap();
-        result.write(&bytes, &raw).unwrap();
-        assert_eq!(result.read::<Vec<u8>>(&raw).unwrap(), bytes);
-        at.under(&dir)
-    }
 
     #[test]
-    fn round_trips_with_every_serializer() {
-        let json = round_trip(JsonSerializer);
-        let text = std::fs::read(&json).unwrap();
-        assert!(text.ends_with(b"999]}"), "JSON payload after the header");
-        round_trip(BincodeSerializer);
-        #[cfg(feature = "zstd")]
-        {
-            let path = round_trip(crate::Zstd::new(BincodeSerializer));
-            let plain = round_trip(BincodeSerializer);
+    fn record_ids_come_back_unchanged() {
+        for id in ["ab12", "", "a b/c%d.e", "é", "%zz"] {
+            let name = encode_id(id);
             assert!(
-                std::fs::metadata(path).unwrap().len() < std::fs::metadata(plain).unwrap().len()
+                name.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-%".contains(&b)),
+                "{name}"
             );
-            round_trip(crate::Zstd::new(JsonSerializer).with_level(9));
+            assert_eq!(decode_id(&name).as_deref(), Some(id));
         }
+        assert_eq!(encode_id("0f3a"), "0f3a", "hex digests are their own names");
+        assert_eq!(decode_id("%4"), None);
     }
 
     #[test]
-    fn a_file_from_another_serializer_is_not_trusted() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = Location::new("r.bin").unwrap();
-        LocalResult::new(dir.path())
-            .with_serializer(JsonSerializer)
-            .write(&report(), &at)
-            .unwrap();
-        let e = LocalResult::new(dir.path())
-            .read::<Report>(&at)
-            .unwrap_err();
-        assert!(matches!(e, ResultError::Corrupt { .. }), "{e}");
-    }
-
-    #[test]
-    fn a_verified_large_file_damaged_later_is_still_caught() {
-        let dir = tempfile::tempdir().unwrap();
-        let result = LocalResult::new(dir.path());
-        let at = Location::new("large.bin").unwrap();
-        let value: Vec<u8> = (0..2 * TRUST_VERIFIED_FROM as u32)
-            .map(|i| i as u8)
-            .collect();
-        result.write(&value, &at).unwrap();
-        assert_eq!(result.read::<Vec<u8>>(&at).unwrap(), value);
-        assert_eq!(
-            result.read::<Vec<u8>>(&at).unwrap(),
-            value,
-            "unchanged: trusted"
+    fn long_keys_are_hashed() {
+        assert_eq!(encode_key("a/b"), "612f62");
+        let long = "k".repeat(500);
+        let name = encode_key(&long);
+        assert!(
+            name.starts_with("sha256-") && name.len() == 7 + 64,
+            "{name}"
         );
-        let path = at.under(dir.path());
-        let mut bytes = std::fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 1;
-        std::fs::write(&path, bytes).unwrap();
-        let e = result.read::<Vec<u8>>(&at).unwrap_err();
-        assert!(e.to_string().contains("checksum"), "{e}");
+        assert_ne!(name, encode_key(&"k".repeat(501)));
     }
 
     #[test]
-    fn home_is_expanded() {
-        let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
-            // Without HOME, `~` is kept as written.
-            assert_eq!(LocalResult::new("~/x").dir(), Path::new("~/x"));
-            return;
-        };
-        assert_eq!(
-            LocalResult::new("~/.taskcache").dir(),
-            home.join(".taskcache")
-        );
-        assert_eq!(LocalResult::new("~").dir(), home);
-        assert_eq!(LocalResult::new("data/~x").dir(), Path::new("data/~x"));
-    }
-
-    #[test]
-    fn a_failed_write_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("file"), b"x").unwrap();
-        let result = LocalResult::new(dir.path().join("file").join("sub"));
-        let e = result
-            .write(&1u32, &Location::new("a.bin").unwrap())
-            .unwrap_err();
-        assert!(e.to_string().contains("file"), "{e}");
-        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(entries.len(), 1, "no temporary file left");
-    }
-
-    #[test]
-    fn locks_serialize_threads() {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        let dir = tempfile::tempdir().unwrap();
-        let result = LocalResult::new(dir.path());
-        let at = Location::new("t.bin").unwrap();
-        let inside = AtomicU32::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    let _lock = result.lock(&at).unwrap();
-                    assert_eq!(
-                        inside.fetch_add(1, Ordering::SeqCst),
-                        0,
-                        "one holder at a time"
-                    );
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-    }
-
-    #[test]
-    fn records_with_any_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let result = LocalResult::new(dir.path());
-        let key = "prices / eu and us";
-        result.put_record(key, "ab12", b"one").unwrap();
-        result.put_record(key, "cd34", b"two").unwrap();
-        assert_eq!(
-            result.get_record(key, "ab12").unwrap().as_deref(),
-            Some(&b"one"[..])
-        );
-        assert_eq!(result.list_records(key).unwrap(), ["ab12", "cd34"]);
-        result.remove_record(key, "ab12").unwrap();
-        assert_eq!(result.list_records(key).unwrap(), ["cd34"]);
-        assert_eq!(result.get_record("other", "ab12").unwrap(), None);
+    fn default_locations_are_unique_and_valid() {
+        let a = unique_location("module::task");
+        let b = unique_location("module::task");
+        assert_ne!(a, b);
+        assert!(a.as_str().starts_with("module__task/"), "{a}");
+        assert!(a.as_str().ends_with(".bin"));
+        assert!(unique_location("").as_str().starts_with("task/"));
+        assert!(unique_location("../..").as_str().starts_with("_____/"));
     }
 }

@@ -1,17 +1,20 @@
 //! `MemoryResult`: results kept in process memory, in the same format as files.
 
 use crate::format;
+use crate::local::unique_location;
 use crate::serializers::BincodeSerializer;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use taskcache_core::result::{Location, LocationLock, ResultBackend, ResultError};
 
-/// Keeps results in process memory: for tests, and for targets within one process.
+/// Keeps results in process memory: the test double of [`LocalResult`](crate::LocalResult),
+/// and a backend for targets within one process (`is_persistent` is false).
 ///
-/// Values are stored encoded, with the same header as files, so reading them checks
-/// their type as `LocalResult` does. Clones share the same storage.
+/// Values are stored encoded with bincode, with the same header as files, so reading
+/// one checks its type and checksum as `LocalResult` does. Clones are handles on the same
+/// storage.
 ///
 /// ```
 /// use taskcache_results::MemoryResult;
@@ -20,7 +23,7 @@ use taskcache_core::result::{Location, LocationLock, ResultBackend, ResultError}
 /// let memory = MemoryResult::new();
 /// let at = Location::new("answer.bin").unwrap();
 /// memory.write(&42u32, &at).unwrap();
-/// assert_eq!(memory.read::<u32>(&at).unwrap(), 42);
+/// assert_eq!(memory.clone().read::<u32>(&at).unwrap(), 42);
 /// assert!(memory.read::<String>(&at).is_err());
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -30,8 +33,10 @@ pub struct MemoryResult {
 
 #[derive(Debug, Default)]
 struct Shared {
-    values: Mutex<HashMap<Location, Vec<u8>>>,
-    records: Mutex<HashMap<(String, String), Vec<u8>>>,
+    /// Encoded values; an `Arc` so that a read decodes outside the lock.
+    values: Mutex<HashMap<Location, Arc<[u8]>>>,
+    /// Records by key, then id.
+    records: Mutex<HashMap<String, BTreeMap<String, Vec<u8>>>>,
     locked: Mutex<HashSet<Location>>,
     unlocked: Condvar,
 }
@@ -51,9 +56,20 @@ impl MemoryResult {
         guard(&self.shared.values).len()
     }
 
-    /// True when nothing is stored.
+    /// True when no value is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The stored bytes (header and payload) at `location`, as a file would hold them:
+    /// for tests that inspect or damage them.
+    pub fn bytes(&self, location: &Location) -> Option<Vec<u8>> {
+        guard(&self.shared.values).get(location).map(|b| b.to_vec())
+    }
+
+    /// Replaces the stored bytes at `location`: for tests that damage a stored value.
+    pub fn set_bytes(&self, location: &Location, bytes: Vec<u8>) {
+        guard(&self.shared.values).insert(location.clone(), bytes.into());
     }
 }
 
@@ -70,6 +86,7 @@ impl Drop for Unlock {
     }
 }
 
+/// How a location is named in messages.
 fn memory_path(location: &Location) -> PathBuf {
     PathBuf::from(format!("memory:{location}"))
 }
@@ -88,18 +105,7 @@ impl ResultBackend for MemoryResult {
     }
 
     fn default_location(&self, task_name: &str) -> Location {
-        let name: String = task_name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        Location::new(format!("{name}/{}.bin", uuid::Uuid::new_v4().simple()))
-            .expect("a sanitised name and a uuid make a valid location")
+        unique_location(task_name)
     }
 
     fn exists(&self, location: &Location) -> Result<bool, ResultError> {
@@ -110,16 +116,13 @@ impl ResultBackend for MemoryResult {
         &self,
         location: &Location,
     ) -> Result<T, ResultError> {
-        let values = guard(&self.shared.values);
-        let bytes = values.get(location).ok_or_else(|| ResultError::NotFound {
-            location: location.clone(),
-        })?;
-        format::read_from(
-            &bytes[..],
-            bytes.len() as u64,
-            &BincodeSerializer,
-            &memory_path(location),
-        )
+        let bytes = guard(&self.shared.values)
+            .get(location)
+            .cloned()
+            .ok_or_else(|| ResultError::NotFound {
+                location: location.clone(),
+            })?;
+        format::decode_bytes(&bytes, &BincodeSerializer, &memory_path(location))
     }
 
     fn write<T: serde::Serialize + 'static>(
@@ -135,7 +138,7 @@ impl ResultBackend for MemoryResult {
             &memory_path(location),
             |_| Ok(()),
         )?;
-        guard(&self.shared.values).insert(location.clone(), out.into_inner());
+        guard(&self.shared.values).insert(location.clone(), out.into_inner().into());
         Ok(())
     }
 
@@ -156,28 +159,35 @@ impl ResultBackend for MemoryResult {
     }
 
     fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
-        guard(&self.shared.records).insert((key.to_owned(), id.to_owned()), bytes.to_vec());
+        guard(&self.shared.records)
+            .entry(key.to_owned())
+            .or_default()
+            .insert(id.to_owned(), bytes.to_vec());
         Ok(())
     }
 
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
         Ok(guard(&self.shared.records)
-            .get(&(key.to_owned(), id.to_owned()))
+            .get(key)
+            .and_then(|ids| ids.get(id))
             .cloned())
     }
 
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
-        let mut ids: Vec<String> = guard(&self.shared.records)
-            .keys()
-            .filter(|(k, _)| k == key)
-            .map(|(_, id)| id.clone())
-            .collect();
-        ids.sort();
-        Ok(ids)
+        Ok(guard(&self.shared.records)
+            .get(key)
+            .map(|ids| ids.keys().cloned().collect())
+            .unwrap_or_default())
     }
 
     fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
-        guard(&self.shared.records).remove(&(key.to_owned(), id.to_owned()));
+        let mut records = guard(&self.shared.records);
+        if let Some(ids) = records.get_mut(key) {
+            ids.remove(id);
+            if ids.is_empty() {
+                records.remove(key);
+            }
+        }
         Ok(())
     }
 }
