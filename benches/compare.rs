@@ -139,11 +139,15 @@ fn bench_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    // Versioned: a store built by an older layout is never reused.
-    target.join("taskcache-bench").join(STORE_VERSION)
+    // Versioned by the file format and the bench's own layout: a store built by an
+    // older one is never reused.
+    target.join("taskcache-bench").join(format!(
+        "format-{}-{STORE_VERSION}",
+        taskcache::results::format::VERSION
+    ))
 }
 
-/// Bump when the layout of persisted records or results changes.
+/// Bump when the bench's stored entries change (the file format is versioned apart).
 const STORE_VERSION: &str = "v2";
 
 fn scratch() -> &'static PathBuf {
