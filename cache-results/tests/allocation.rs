@@ -1,11 +1,12 @@
 //! Crafted lengths must not make reading allocate what they claim: this test binary
 //! counts, per thread, the largest single allocation and the sum of all of them.
 
+mod common;
+
+use common::forged;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use taskcache_results::format::{self, Header};
 use taskcache_results::{LocalResult, Location, MemoryResult, ResultBackend};
 
 struct Counting;
@@ -54,18 +55,6 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
     TOTAL.with(|t| t.set(0));
     let r = f();
     (r, LARGEST.with(Cell::get), TOTAL.with(Cell::get))
-}
-
-fn forged<T: ?Sized>(serializer: u8, payload: &[u8]) -> Vec<u8> {
-    let header = Header {
-        serializer,
-        fingerprint: format::fingerprint::<T>(),
-        len: payload.len() as u64,
-        digest: Sha256::digest(payload).into(),
-    };
-    let mut file = header.to_bytes().to_vec();
-    file.extend_from_slice(payload);
-    file
 }
 
 /// A bincode length prefix claiming `n`.

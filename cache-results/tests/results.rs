@@ -1,11 +1,13 @@
 //! The result backends end to end: round trips, damaged and foreign files, locations,
 //! failed writes, locks (across threads and processes) and records.
 
+mod common;
+
+use common::forged;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use taskcache_results::format::{self, Header, HEADER_LEN};
+use taskcache_results::format::{self, HEADER_LEN};
 use taskcache_results::{
     BincodeSerializer, JsonSerializer, LocalResult, Location, MemoryResult, ResultBackend,
     ResultError, Serializer,
@@ -47,19 +49,6 @@ fn files_under(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-/// A file whose header is valid for `payload` as a `T`, whatever the payload says.
-fn forged<T: ?Sized>(serializer: u8, payload: &[u8]) -> Vec<u8> {
-    let header = Header {
-        serializer,
-        fingerprint: format::fingerprint::<T>(),
-        len: payload.len() as u64,
-        digest: Sha256::digest(payload).into(),
-    };
-    let mut file = header.to_bytes().to_vec();
-    file.extend_from_slice(payload);
-    file
 }
 
 fn round_trip<S: Serializer>(serializer: S) {
