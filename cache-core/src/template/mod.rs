@@ -86,6 +86,26 @@ pub enum TemplateError {
         /// Every name that was available.
         available: Vec<String>,
     },
+    /// A placeholder's text leaves an empty, `.` or `..` component in the rendered path
+    /// (an empty argument, `.`, `./`, `x/` at the end, `a//b`, …), which would silently
+    /// change the path's shape: `loc/{name}` with an empty `name` would write `loc`.
+    #[error(
+        "template `{template}` renders `{name}` as {value:?}, which leaves {}; give \
+         `{name}` a value that is not empty, `.` or `..` and has no \
+         leading, trailing or doubled `/` or `\\` and no `.` or `..` between them, or \
+         change the template",
+        describe_component(component)
+    )]
+    BadPathComponent {
+        /// The template.
+        template: String,
+        /// The placeholder's name.
+        name: String,
+        /// The text it rendered as.
+        value: String,
+        /// The offending component: `""`, `"."` or `".."`.
+        component: &'static str,
+    },
     /// A format was given for a value that is not a date.
     #[error(
         "template `{template}` gives `{name}` a format, but formats apply only to dates; \
@@ -131,11 +151,21 @@ impl Template {
 
     /// Renders the template with `values`.
     ///
+    /// A text value may hold `/` (or `\`, which locations read as `/`) to nest
+    /// directories, as long as every path component it takes part in stays a real
+    /// name: a component that is empty, `.` or `..` and that a text value is part of
+    /// (or whose separator it wrote) is refused. Literal text and date formats are the
+    /// template's own and are left to [`Location`](crate::result::Location) to check
+    /// and normalise.
+    ///
     /// # Errors
-    /// [`TemplateError::UnknownName`] or [`TemplateError::FormatOnText`].
+    /// [`TemplateError::UnknownName`], [`TemplateError::FormatOnText`] or
+    /// [`TemplateError::BadPathComponent`].
     pub fn render(&self, values: &dyn TemplateValues) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(self.source.len() + 16);
-        for segment in &self.parsed.segments {
+        // Where each text value landed in `out`: (start, end, segment index).
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for (index, segment) in self.parsed.segments.iter().enumerate() {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Placeholder { name, format } => match (values.value(name), format) {
@@ -158,7 +188,11 @@ impl Template {
                             .write_to(&mut out)
                             .expect("the parser checked that this format formats a date");
                     }
-                    (Some(TemplateValue::Text(t)), None) => out.push_str(&t),
+                    (Some(TemplateValue::Text(t)), None) => {
+                        let start = out.len();
+                        out.push_str(&t);
+                        spans.push((start, out.len(), index));
+                    }
                     (Some(TemplateValue::Text(_)), Some(_)) => {
                         return Err(TemplateError::FormatOnText {
                             template: self.source.clone(),
@@ -168,7 +202,58 @@ impl Template {
                 },
             }
         }
+        self.check_components(&out, &spans)?;
         Ok(out)
+    }
+
+    /// Refuses an empty, `.` or `..` component of `rendered` that a text value in
+    /// `spans` is part of, or delimits with a separator of its own.
+    fn check_components(
+        &self,
+        rendered: &str,
+        spans: &[(usize, usize, usize)],
+    ) -> Result<(), TemplateError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let mut start = 0;
+        for component in rendered.split(['/', '\\']) {
+            let end = start + component.len();
+            if matches!(component, "" | "." | "..") {
+                // A span touches [start, end] when it overlaps it, ends with the
+                // separator just before it, starts with the separator just after it,
+                // or is empty and sits inside it.
+                if let Some(&(s, e, index)) =
+                    spans.iter().find(|&&(s, e, _)| s <= end && e >= start)
+                {
+                    let Segment::Placeholder { name, .. } = &self.parsed.segments[index] else {
+                        unreachable!("spans are recorded for placeholders only")
+                    };
+                    return Err(TemplateError::BadPathComponent {
+                        template: self.source.clone(),
+                        name: name.clone(),
+                        value: rendered[s..e].to_owned(),
+                        component: match component {
+                            "" => "",
+                            "." => ".",
+                            _ => "..",
+                        },
+                    });
+                }
+            }
+            // Both separators are one byte.
+            start = end + 1;
+        }
+        Ok(())
+    }
+}
+
+/// A component for a message: "an empty path component", "a `.` path component", ….
+fn describe_component(component: &str) -> String {
+    if component.is_empty() {
+        "an empty path component".to_owned()
+    } else {
+        format!("a `{component}` path component")
     }
 }
 
@@ -381,5 +466,133 @@ mod tests {
         assert_eq!(format!("{t:?}"), r#"Template("<date:%A>/{task_name}.bin")"#);
         assert_eq!(t.clone(), t);
         assert_ne!(t, Template::parse("{date:%A}/{task_name}.bin").unwrap());
+    }
+
+    /// One text argument, `name`, beside the usual values.
+    struct Arg<'a>(&'a str);
+
+    impl TemplateValues for Arg<'_> {
+        fn value(&self, name: &str) -> Option<TemplateValue<'_>> {
+            match name {
+                "name" => Some(TemplateValue::Text(Cow::Borrowed(self.0))),
+                other => values().value(other).map(|v| match v {
+                    TemplateValue::Text(t) => TemplateValue::Text(Cow::Owned(t.into_owned())),
+                    TemplateValue::Date(d) => TemplateValue::Date(d),
+                }),
+            }
+        }
+        fn names(&self) -> Vec<String> {
+            let mut names = values().names();
+            names.push("name".into());
+            names
+        }
+    }
+
+    fn render_arg(t: &str, arg: &str) -> Result<String, TemplateError> {
+        Template::parse(t)?.render(&Arg(arg))
+    }
+
+    /// Asserts that `arg` in `template` is refused for leaving `component`.
+    fn assert_refused(template: &str, arg: &str, component: &str) {
+        let e = render_arg(template, arg).unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::BadPathComponent { template: t, name, value, component: c, .. }
+                if t == template && name == "name" && value == arg && *c == component),
+            "{template} with {arg:?}: {e:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains("renders `name` as"), "{message}");
+        assert!(message.contains(&format!("{arg:?}")), "{message}");
+    }
+
+    #[test]
+    fn an_argument_that_leaves_a_bad_component_is_refused() {
+        for (arg, component) in [
+            ("", ""),
+            (".", "."),
+            ("./", "."),
+            ("..", ".."),
+            ("./", "."),
+            ("/x", ""),
+            ("a//b", ""),
+            ("a/./b", "."),
+            ("a\\..", ".."),
+            ("a\\", ""),
+            ("\\\\", ""),
+            ("./x", "."),
+            ("x/.", "."),
+            ("../x", ".."),
+        ] {
+            assert_refused("loc/{name}", arg, component);
+            assert_refused("<name>/out.bin", arg, component);
+        }
+    }
+
+    #[test]
+    fn an_empty_argument_names_the_argument_and_what_to_do() {
+        let e = render_arg("loc/{name}", "").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "template `loc/{name}` renders `name` as \"\", which leaves an empty path \
+             component; give `name` a value that is not empty, `.` or `..` and has no \
+             leading, trailing or doubled `/` or `\\` and no `.` or `..` between them, or \
+             change the template"
+        );
+        let e = render_arg("loc/{name}", "a\\..").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("renders `name` as \"a\\\\..\", which leaves a `..` path component;"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_offending_argument_is_named_among_several() {
+        let e = render_arg("{region}/{task_name}/{name}", "").unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::BadPathComponent { name, value, .. }
+                if name == "name" && value.is_empty()),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_argument_whose_separator_delimits_a_dot_component_is_refused() {
+        // The literal `..`/`.` becomes a component only because of the argument's slash.
+        assert_refused("{name}..", "a/", "..");
+        assert_refused(".{name}", "/b", ".");
+    }
+
+    #[test]
+    fn an_argument_may_nest_directories() {
+        assert_eq!(render_arg("loc/{name}", "a/b").unwrap(), "loc/a/b");
+        assert_eq!(render_arg("loc/{name}", "a\\b").unwrap(), "loc/a\\b");
+        assert_eq!(
+            render_arg("{name}{task_name}", "runs/").unwrap(),
+            "runs/report"
+        );
+        assert_eq!(render_arg("runs{name}", "/a").unwrap(), "runs/a");
+        assert_eq!(render_arg("loc/{name}", "...").unwrap(), "loc/...");
+        assert_eq!(render_arg("loc/{name}", ".a/b.").unwrap(), "loc/.a/b.");
+    }
+
+    #[test]
+    fn an_argument_inside_a_longer_component_may_be_empty_or_dots() {
+        assert_eq!(render_arg("out/{name}.bin", "").unwrap(), "out/.bin");
+        assert_eq!(render_arg("out/{name}.bin", ".").unwrap(), "out/..bin");
+        assert_eq!(render_arg("out/{name}.bin", "..").unwrap(), "out/...bin");
+        assert_eq!(render_arg("a{name}b/c", "").unwrap(), "ab/c");
+    }
+
+    #[test]
+    fn literal_text_and_date_formats_are_left_to_the_location() {
+        // As before: `Location` drops `.` and a trailing empty component, and refuses
+        // the rest; the template does not blame an argument it did not involve.
+        assert_eq!(render_arg("./{name}", "a").unwrap(), "./a");
+        assert_eq!(render_arg("loc/./{name}/", "a").unwrap(), "loc/./a/");
+        assert_eq!(render_arg("{name}/../x", "a").unwrap(), "a/../x");
+        assert_eq!(render_arg("a//{name}", "b").unwrap(), "a//b");
+        assert_eq!(render_arg("{date:%Y/}", "").unwrap(), "2026/");
+        assert_eq!(render("{date:%Y//%m}").unwrap(), "2026//11");
     }
 }
