@@ -90,7 +90,9 @@ fn main() {
         f.write_all(&value).unwrap();
         f.sync_all().unwrap();
     });
-    let write_ours = time(|| result.write(&value, &at).unwrap());
+    let write_ours = time(|| {
+        result.write(&value, &at).unwrap();
+    });
     // Reads (the page cache is warm for both: each was just written).
     let read_plain = time(|| {
         black_box(std::fs::read(&plain).unwrap());

@@ -64,11 +64,14 @@ impl Clock {
     /// few nanoseconds where a precise reading and a `DateTime` cost ~40: a cache hit
     /// pays for it on every call. Its resolution is one scheduler tick (1 to 10 ms), so
     /// an output may be served up to that long after its expiration.
+    ///
+    /// An `i128`, exact for every date chrono holds: an `i64` of nanoseconds ends in 2262,
+    /// and a clock set past it must still tell expired outputs from live ones.
     #[inline]
-    pub(crate) fn now_nanos(&self) -> i64 {
+    pub(crate) fn now_nanos(&self) -> i128 {
         match &self.0 {
-            None => system_nanos(),
-            Some(f) => to_nanos(f()),
+            None => i128::from(system_nanos()),
+            Some(f) => instant(f()),
         }
     }
 }
@@ -113,6 +116,30 @@ pub(crate) fn from_nanos(n: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(n)
 }
 
+/// Nanoseconds since the Unix epoch, exactly, for any date chrono holds.
+pub(crate) fn instant(t: DateTime<Utc>) -> i128 {
+    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
+}
+
+/// The inverse of [`instant`], saturating at chrono's first and last dates.
+pub(crate) fn from_instant(n: i128) -> DateTime<Utc> {
+    let secs = n.div_euclid(1_000_000_000);
+    let nanos = n.rem_euclid(1_000_000_000) as u32;
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| DateTime::from_timestamp(s, nanos))
+        .unwrap_or(if n < 0 {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+}
+
+/// An [`instant`] as a state's `i64` timestamp, saturating.
+pub(crate) fn saturate(n: i128) -> i64 {
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// A clock that stands still until moved: for testing expiry.
 #[derive(Clone, Debug)]
 pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
@@ -131,7 +158,10 @@ impl ManualClock {
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: std::time::Duration) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *t += TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX);
+        *t = TimeDelta::from_std(by)
+            .ok()
+            .and_then(|d| t.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
     }
 
     /// Sets the reading to `at`.
@@ -153,6 +183,41 @@ pub(crate) struct TaskInfo {
     pub(crate) run_count: u32,
 }
 
+/// What a running task holds that the tasks its body calls must not wait for: its
+/// single-flight slot, its target's lock, its cache record's lock. A nested call that
+/// needs one of them would wait for its own caller forever; it runs without it instead.
+#[derive(Debug)]
+pub(crate) struct Held {
+    /// What is held: see [`Holding`].
+    pub(crate) what: Holding,
+    /// The task that holds it, for messages.
+    pub(crate) task: &'static str,
+    /// What the callers further up hold.
+    pub(crate) outer: Option<Arc<Held>>,
+}
+
+/// One thing a running task holds (see [`Held`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Holding {
+    /// The single-flight slot of these inputs in one key's cache (its address).
+    Flight(usize, crate::hash::InputDigest),
+    /// The lock of a location: the backend's description and the location.
+    Lock(String),
+}
+
+impl Held {
+    /// The task up the chain that holds `what`, if one does.
+    pub(crate) fn holder(mut held: Option<&Held>, what: &Holding) -> Option<&'static str> {
+        while let Some(h) = held {
+            if h.what == *what {
+                return Some(h.task);
+            }
+            held = h.outer.as_deref();
+        }
+        None
+    }
+}
+
 /// What a task run can know about where it runs. Cheap to clone.
 ///
 /// Read it with [`current()`]; override parts of it for a scope with the `with_*`
@@ -167,6 +232,8 @@ pub struct Context {
     pub(crate) cache: Option<Arc<OutputCache>>,
     pub(crate) checkpointing: Option<bool>,
     pub(crate) values: Option<Arc<BTreeMap<String, String>>>,
+    /// What the tasks whose bodies are running here hold (innermost first).
+    pub(crate) held: Option<Arc<Held>>,
 }
 
 thread_local! {
@@ -268,14 +335,18 @@ impl Context {
 
     /// The day before `date`, as `YYYY-MM-DD`.
     pub fn yesterday(&self) -> String {
-        (self.date() - TimeDelta::days(1))
+        self.date()
+            .checked_sub_signed(TimeDelta::days(1))
+            .unwrap_or_else(|| self.date())
             .format("%Y-%m-%d")
             .to_string()
     }
 
     /// The day after `date`, as `YYYY-MM-DD`.
     pub fn tomorrow(&self) -> String {
-        (self.date() + TimeDelta::days(1))
+        self.date()
+            .checked_add_signed(TimeDelta::days(1))
+            .unwrap_or_else(|| self.date())
             .format("%Y-%m-%d")
             .to_string()
     }
@@ -287,14 +358,18 @@ impl Context {
 
     /// The day before `date`, as `YYYYMMDD`.
     pub fn yesterday_nodash(&self) -> String {
-        (self.date() - TimeDelta::days(1))
+        self.date()
+            .checked_sub_signed(TimeDelta::days(1))
+            .unwrap_or_else(|| self.date())
             .format("%Y%m%d")
             .to_string()
     }
 
     /// The day after `date`, as `YYYYMMDD`.
     pub fn tomorrow_nodash(&self) -> String {
-        (self.date() + TimeDelta::days(1))
+        self.date()
+            .checked_add_signed(TimeDelta::days(1))
+            .unwrap_or_else(|| self.date())
             .format("%Y%m%d")
             .to_string()
     }

@@ -10,7 +10,7 @@
 use crate::context::Context;
 use crate::hash::InputDigest;
 use crate::parameters::{Parameter, Parameters};
-use crate::result::{Location, LocationLock, ResultBackend, ResultError};
+use crate::result::{Location, LocationLock, PayloadDigest, ResultBackend, ResultError};
 use crate::state::{Cached, HashedInputs};
 use crate::template::{Template, TemplateValue, TemplateValues};
 use crate::validators::CacheValidator;
@@ -34,10 +34,14 @@ pub trait Backend<T>: Send + Sync {
     fn default_location(&self, task_name: &str) -> Location;
     /// See [`ResultBackend::exists`].
     fn exists(&self, location: &Location) -> Result<bool, ResultError>;
-    /// See [`ResultBackend::read`].
-    fn read(&self, location: &Location) -> Result<T, ResultError>;
+    /// See [`ResultBackend::read_pinned`].
+    fn read_pinned(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+    ) -> Result<T, ResultError>;
     /// See [`ResultBackend::write`].
-    fn write(&self, value: &T, location: &Location) -> Result<(), ResultError>;
+    fn write(&self, value: &T, location: &Location) -> Result<PayloadDigest, ResultError>;
     /// See [`ResultBackend::lock`].
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError>;
     /// See [`ResultBackend::put_record`].
@@ -68,10 +72,14 @@ where
     fn exists(&self, location: &Location) -> Result<bool, ResultError> {
         ResultBackend::exists(self, location)
     }
-    fn read(&self, location: &Location) -> Result<T, ResultError> {
-        ResultBackend::read::<T>(self, location)
+    fn read_pinned(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+    ) -> Result<T, ResultError> {
+        ResultBackend::read_pinned::<T>(self, location, pinned)
     }
-    fn write(&self, value: &T, location: &Location) -> Result<(), ResultError> {
+    fn write(&self, value: &T, location: &Location) -> Result<PayloadDigest, ResultError> {
         ResultBackend::write::<T>(self, value, location)
     }
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
@@ -232,14 +240,16 @@ pub(crate) fn render(
     Location::new(rendered).map_err(|source| PersistError::Location { task, source })
 }
 
-/// Reads a value at `location`, treating a damaged or foreign file as absent (with a
-/// warning): the task then recomputes and overwrites it.
+/// Reads a value at `location` (only the payload `pinned`, when given), treating a
+/// damaged, foreign or replaced file as absent (with a warning): the task then
+/// recomputes and overwrites it.
 pub(crate) fn read_valid<T>(
     backend: &dyn Backend<T>,
     task: &'static str,
     location: &Location,
+    pinned: Option<&PayloadDigest>,
 ) -> Option<T> {
-    match backend.read(location) {
+    match backend.read_pinned(location, pinned) {
         Ok(v) => Some(v),
         Err(ResultError::NotFound { .. }) => None,
         Err(e) => {
@@ -270,23 +280,46 @@ pub(crate) fn lock<T>(
 }
 
 /// The persisted form of a [`Cached`] record, stored beside the result it describes.
+///
+/// Every field is required (an `Option` too: `null` must be written out), and unknown
+/// fields are refused, so that a damaged record cannot read as a different valid one;
+/// the backend stores it in the checked file format besides. `result` pins the payload
+/// the record describes: a file at `location` with another payload is not this output.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Record {
     version: u32,
     task: String,
     location: String,
+    result: PayloadDigest,
+    #[serde(deserialize_with = "Option::deserialize")]
     expiration: Option<DateTime<Utc>>,
     created: DateTime<Utc>,
     inputs: Vec<(String, InputDigest)>,
     parameters: BTreeMap<String, (serde_json::Value, InputDigest)>,
 }
 
-const RECORD_VERSION: u32 = 1;
+/// Version 2 pins the result's payload digest; version 1 records are ignored (a miss).
+const RECORD_VERSION: u32 = 2;
 
 /// The record id of a run's inputs: the hex of the digest of all of them together,
 /// what `all_inputs` looks up.
 pub(crate) fn record_id(all_inputs: &InputDigest) -> String {
     all_inputs.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The location whose lock guards the record `all_inputs` will get under `key`: taken
+/// by the run that computes it, so that other processes wait for the record instead of
+/// computing the same output. (Only locked, never written: a backend names its lock
+/// after the location.)
+pub(crate) fn record_lock_location(key: &str, all_inputs: &InputDigest) -> Location {
+    use sha2::Digest;
+    let key: String = sha2::Sha256::digest(key.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Location::new(format!("records/{key}/{}", record_id(all_inputs)))
+        .expect("hex digits make a valid location")
 }
 
 /// Writes the record of a cached output at `location`.
@@ -296,11 +329,13 @@ pub(crate) fn put_record<T>(
     cached: &Cached,
     all_inputs: &InputDigest,
     location: &Location,
+    result: PayloadDigest,
 ) -> Result<(), PersistError> {
     let record = Record {
         version: RECORD_VERSION,
         task: task.to_owned(),
         location: location.as_str().to_owned(),
+        result,
         expiration: cached.expiration,
         created: cached.created,
         inputs: cached
@@ -370,11 +405,11 @@ pub(crate) fn record_hit<T>(
             tracing::warn!(task, cache_key = key, record = %id, "a persisted cache record is damaged or from another version; it is ignored");
             continue;
         };
-        let (cached, location) = cached_and_location;
+        let (cached, location, pinned) = cached_and_location;
         if !validator.is_valid(&cached, &inputs, parameters, now) {
             continue;
         }
-        if let Some(value) = read_valid(backend, task, &location) {
+        if let Some(value) = read_valid(backend, task, &location, Some(&pinned)) {
             return Some(RecordHit {
                 value,
                 cached,
@@ -389,7 +424,7 @@ fn decode_record(
     bytes: &[u8],
     names: &'static [&'static str],
     key: &'static str,
-) -> Option<(Cached, Location)> {
+) -> Option<(Cached, Location, PayloadDigest)> {
     let record: Record = serde_json::from_slice(bytes).ok()?;
     if record.version != RECORD_VERSION {
         return None;
@@ -421,5 +456,6 @@ fn decode_record(
             created: record.created,
         },
         location,
+        record.result,
     ))
 }

@@ -261,9 +261,40 @@ pub enum ResultError {
         /// Why.
         source: SerializeError,
     },
+    /// The stored value is intact but is not the one a cache record pinned: the file was
+    /// replaced since the record was written. The record is not used; the task runs.
+    #[error(
+        "{} no longer holds the output its cache record describes (it was overwritten \
+         since, perhaps by a run with other inputs writing the same location); the record \
+         is ignored and the task recomputes. Give each input its own location (name the \
+         arguments in the location template) to keep every output",
+        path.display()
+    )]
+    Changed {
+        /// The file or location.
+        path: PathBuf,
+    },
     /// The location is not valid (see [`Location`]).
     #[error(transparent)]
     Location(#[from] LocationError),
+}
+
+/// The SHA-256 of a stored payload, as its file header records it: what a persisted
+/// cache record pins its result by, so that a file overwritten since (by another input's
+/// output, or another run) is never served for the record.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PayloadDigest(pub [u8; 32]);
+
+impl fmt::Debug for PayloadDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PayloadDigest({self})")
+    }
+}
+
+impl fmt::Display for PayloadDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// An exclusive lock on one location, released when dropped; each backend fills it its
@@ -304,9 +335,22 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`ResultError::Corrupt`] and [`ResultError::TypeMismatch`] for stored bytes that
     /// cannot be trusted; others when the backend fails.
-    fn read<T: DeserializeOwned + 'static>(&self, location: &Location) -> Result<T, ResultError>;
+    fn read<T: DeserializeOwned + 'static>(&self, location: &Location) -> Result<T, ResultError> {
+        self.read_pinned(location, None)
+    }
+    /// Reads the value at `location` as [`read`](Self::read) does and, when `pinned` is
+    /// given, only if the stored payload's digest is that one (checked before decoding).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), and [`ResultError::Changed`] when the payload is another
+    /// than the pinned one.
+    fn read_pinned<T: DeserializeOwned + 'static>(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+    ) -> Result<T, ResultError>;
     /// Writes `value` at `location`, atomically: a reader sees the old value or the new
-    /// one, never a part.
+    /// one, never a part. Returns the digest of the stored payload.
     ///
     /// # Errors
     /// When the value cannot be encoded or stored; nothing partial is left behind.
@@ -314,7 +358,7 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
         &self,
         value: &T,
         location: &Location,
-    ) -> Result<(), ResultError>;
+    ) -> Result<PayloadDigest, ResultError>;
     /// Takes an exclusive lock on `location`, across threads and processes, waiting for it.
     ///
     /// # Errors

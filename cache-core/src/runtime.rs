@@ -4,7 +4,7 @@
 //! release. The order of a run follows Prefect Core 1.x (see the crate docs):
 //! cache check, run, retry with the cached inputs, cache the output.
 
-use crate::context::{from_nanos, to_nanos, Context, TaskInfo};
+use crate::context::{from_instant, instant, to_nanos, Context, Held, Holding, TaskInfo};
 use crate::flow::{FlowRunInfo, TaskRunReport};
 use crate::hash::{HashError, InputDigest, InputHasher};
 use crate::parameters::Parameters;
@@ -125,7 +125,7 @@ type Lookuper<T> = fn(
     Option<&InputDigest>,
     Option<&HashedInputs<'_>>,
     &Parameters,
-    i64,
+    i128,
 ) -> Lookup<T>;
 
 /// What output caching needs of `T`, captured where its bounds are known.
@@ -267,7 +267,8 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
 /// What the cache check decided.
 enum Checked<T> {
     Hit(State<T>),
-    Run(Prepared),
+    /// Boxed: a miss pays for one allocation, and a hit does not move a large value.
+    Run(Box<Prepared>),
     Wait(Arc<crate::store::Flight>),
 }
 
@@ -287,6 +288,11 @@ struct Prepared {
     target: Option<HeldTarget>,
     /// The arguments named in templates, rendered.
     template_inputs: Vec<(&'static str, String)>,
+    /// The cross-process lock on the cache record these inputs will get, held until it
+    /// is written, so that processes racing on the same inputs run the body once.
+    _record_lock: Option<LocationLock>,
+    /// What this run holds (its flight, its locks), for the tasks its body calls.
+    holding: Vec<Holding>,
 }
 
 impl Prepared {
@@ -301,6 +307,30 @@ impl Prepared {
             persist: false,
             target: None,
             template_inputs: Vec::new(),
+            _record_lock: None,
+            holding: Vec::new(),
+        }
+    }
+
+    /// Adds the target check's outcome, and records in the run's context what the run
+    /// holds, so that a task its body calls does not wait for it.
+    fn finish_preparing(
+        &mut self,
+        spec: &TaskSpec,
+        target: Option<HeldTarget>,
+        template_inputs: Vec<(&'static str, String)>,
+    ) {
+        if let Some(held) = target.as_ref().and_then(|t| t.holding.as_ref()) {
+            self.holding.push(Holding::Lock(held.clone()));
+        }
+        self.target = target;
+        self.template_inputs = template_inputs;
+        for what in self.holding.drain(..) {
+            self.ctx.held = Some(Arc::new(Held {
+                what,
+                task: spec.name(),
+                outer: self.ctx.held.take(),
+            }));
         }
     }
 }
@@ -310,6 +340,32 @@ impl Prepared {
 struct HeldTarget {
     location: Location,
     _lock: Option<LocationLock>,
+    /// The lock's identity ([`lock_id`]) when it is held.
+    holding: Option<String>,
+}
+
+/// How a lock on `location` of `backend` is known in a [`Held`] chain.
+fn lock_id<T>(backend: &dyn Backend<T>, location: &Location) -> String {
+    format!("{}\0{location}", backend.describe())
+}
+
+/// The task up the context's chain that already holds `what` (logged), if one does: the
+/// caller then runs without it rather than wait for itself.
+fn held_by_caller(spec: &TaskSpec, ctx: &Context, what: &Holding) -> bool {
+    let Some(outer) = Held::holder(ctx.held.as_deref(), what) else {
+        return false;
+    };
+    let what = match what {
+        Holding::Flight(..) => "single-flight slot for these inputs",
+        Holding::Lock(_) => "lock",
+    };
+    tracing::debug!(
+        task = spec.name(),
+        caller = outer,
+        "task `{}` is called from the body of task `{outer}`, which holds its {what}; it runs without it",
+        spec.name()
+    );
+    true
 }
 
 /// What the target check decided.
@@ -335,11 +391,10 @@ where
             match self.check() {
                 Checked::Hit(state) => return state,
                 Checked::Wait(flight) => flight.wait(),
-                Checked::Run(p) => break p,
+                Checked::Run(p) => break *p,
             }
         };
-        prepared.target = target;
-        prepared.template_inputs = template_inputs;
+        prepared.finish_preparing(self.spec, target, template_inputs);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
         loop {
@@ -378,11 +433,10 @@ where
             match self.check() {
                 Checked::Hit(state) => return state,
                 Checked::Wait(flight) => flight.landed().await,
-                Checked::Run(p) => break p,
+                Checked::Run(p) => break *p,
             }
         };
-        prepared.target = target;
-        prepared.template_inputs = template_inputs;
+        prepared.finish_preparing(self.spec, target, template_inputs);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
         loop {
@@ -449,7 +503,7 @@ where
             }
         };
         let hit = |location: &Location| -> Option<State<T>> {
-            let value = persist::read_valid(p.backend, spec.name(), location)?;
+            let value = persist::read_valid(p.backend, spec.name(), location, None)?;
             let now = ctx.clock.now();
             let hashed_inputs = match self.each_digest() {
                 Ok(d) if d.len() == spec.inputs().len() => HashedInputs::new(spec.inputs(), d),
@@ -462,7 +516,7 @@ where
                 cache_key: Cow::Borrowed(spec.cache_key()),
                 created: now,
             };
-            let mut state = State::hit(value, Arc::new(cached), to_nanos(now));
+            let mut state = State::hit(value, Arc::new(cached), instant(now));
             state.message = Cow::Owned(format!("Result found at task target {location}."));
             state.location = Some(location.clone());
             tracing::debug!(task = spec.name(), state = "Cached", target = %location, "target hit");
@@ -472,15 +526,24 @@ where
         if let Some(state) = hit(&location) {
             return TargetCheck::Done(state);
         }
-        let lock = persist::lock(p.backend, spec.name(), &location);
+        let id = lock_id(p.backend, &location);
+        let lock = if held_by_caller(spec, &ctx, &Holding::Lock(id.clone())) {
+            None
+        } else {
+            persist::lock(p.backend, spec.name(), &location)
+        };
         // Another run may have written the target while this one waited for the lock.
-        if let Some(state) = hit(&location) {
-            return TargetCheck::Done(state);
+        if lock.is_some() {
+            if let Some(state) = hit(&location) {
+                return TargetCheck::Done(state);
+            }
         }
+        let holding = lock.as_ref().map(|_| id);
         TargetCheck::Run(
             Some(HeldTarget {
                 location,
                 _lock: lock,
+                holding,
             }),
             template_inputs,
         )
@@ -519,14 +582,14 @@ where
                         prepared.key = Some(key_cache(spec, ctx));
                     }
                 }
-                return Checked::Run(prepared);
+                return Checked::Run(Box::new(prepared));
             };
             let uncached = |e: HashError, miss| {
                 tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the task runs uncached");
                 let mut prepared = Prepared::new(ctx);
                 prepared.persist = persist.is_some();
                 prepared.miss = miss;
-                Checked::Run(prepared)
+                Checked::Run(Box::new(prepared))
             };
             let key = key_cache_ref(spec, ctx);
             let now = ctx.clock.now_nanos();
@@ -577,8 +640,9 @@ where
                 Err(e) => return uncached(e, Some(reason)),
             };
             // A cached output persisted by this or an earlier process.
-            if let Some(p) = persist.filter(|p| p.backend.is_persistent()) {
-                if let Some(hit) = persist::record_hit(
+            let persistent = persist.filter(|p| p.backend.is_persistent());
+            let record_hit = |p: &PersistConfig<'_, I, T>| {
+                let hit = persist::record_hit(
                     p.backend,
                     spec.name(),
                     spec.cache_key(),
@@ -587,33 +651,57 @@ where
                     &each,
                     &all,
                     parameters,
-                    from_nanos(now),
-                ) {
-                    let cached = Arc::new(hit.cached);
-                    if let Some(caching) = &self.output_caching {
-                        key.insert(
-                            Entry::new(Arc::clone(&cached), (caching.erase)(&hit.value), all),
-                            now,
-                        );
+                    from_instant(now),
+                )?;
+                let cached = Arc::new(hit.cached);
+                if let Some(caching) = &self.output_caching {
+                    key.insert(
+                        Entry::new(Arc::clone(&cached), (caching.erase)(&hit.value), all),
+                        now,
+                    );
+                }
+                let mut state = State::hit(hit.value, cached, now);
+                state.message = Cow::Owned(format!(
+                    "Cache hit: a valid cached output was read from {}.",
+                    hit.location
+                ));
+                state.location = Some(hit.location);
+                Some(served(spec, ctx, state, "persisted cache hit"))
+            };
+            if let Some(hit) = persistent.and_then(record_hit) {
+                return hit;
+            }
+            let mut holding = Vec::new();
+            let flight_id = Holding::Flight(Arc::as_ptr(&key) as usize, all);
+            let flight = if held_by_caller(spec, ctx, &flight_id) {
+                None
+            } else {
+                match key.join_flight(&all) {
+                    Join::Wait(f) => return Checked::Wait(f),
+                    Join::Leader(g) => Some(g),
+                    Join::Alone => None,
+                }
+            };
+            holding.extend(flight.as_ref().map(|f| f.holding()));
+            // Across processes: one runs the body, the others wait for its record.
+            let mut record_lock = None;
+            if let Some(p) = persistent {
+                let at = persist::record_lock_location(spec.cache_key(), &all);
+                let id = Holding::Lock(lock_id(p.backend, &at));
+                if !held_by_caller(spec, ctx, &id) {
+                    record_lock = persist::lock(p.backend, spec.name(), &at);
+                    if record_lock.is_some() {
+                        // Another process may have recorded it while this one waited.
+                        if let Some(hit) = record_hit(p) {
+                            return hit;
+                        }
+                        holding.push(id);
                     }
-                    let mut state = State::hit(hit.value, cached, now);
-                    state.message = Cow::Owned(format!(
-                        "Cache hit: a valid cached output was read from {}.",
-                        hit.location
-                    ));
-                    state.location = Some(hit.location);
-                    return served(spec, ctx, state, "persisted cache hit");
                 }
             }
-            let key = Arc::clone(&key);
-            let flight = match key.join_flight(&all) {
-                Join::Wait(f) => return Checked::Wait(f),
-                Join::Leader(g) => Some(g),
-                Join::Alone => None,
-            };
-            Checked::Run(Prepared {
+            Checked::Run(Box::new(Prepared {
                 ctx: ctx.clone(),
-                key: Some(key),
+                key: Some(Arc::clone(&key)),
                 digests: Some(each),
                 all_inputs: Some(all),
                 miss: Some(reason),
@@ -621,7 +709,9 @@ where
                 persist: persist.is_some(),
                 target: None,
                 template_inputs: Vec::new(),
-            })
+                _record_lock: record_lock,
+                holding,
+            }))
         })
     }
 
@@ -802,9 +892,14 @@ impl<'s> Attempts<'s> {
         let encoded_ok = matches!(self.encoded, Some(Ok(_)));
         if self.count <= spec.max_retries() && encoded_ok {
             let delay = spec.retry_delay();
-            let start = ctx.clock.now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+            // The macro refuses delays that cannot be added to a date; a spec built by
+            // hand may still hold one, which must not panic here.
+            let start = TimeDelta::from_std(delay)
+                .ok()
+                .and_then(|d| ctx.clock.now().checked_add_signed(d))
+                .map_or_else(|| format!("in {delay:?}"), |at| format!("at {at}"));
             let text = format!(
-                "Attempt {} of {} failed ({message}); retrying at {start} with the cached inputs.",
+                "Attempt {} of {} failed ({message}); retrying {start} with the cached inputs.",
                 self.count,
                 spec.max_retries() + 1
             );
@@ -825,7 +920,7 @@ impl<'s> Attempts<'s> {
             format!("Task run failed: {message}")
         };
         let mut state = self.failed_state(failure, text);
-        state.timestamp = ctx.clock.now_nanos();
+        state.timestamp = to_nanos(ctx.clock.now());
         Next::Done(state)
     }
 
@@ -847,7 +942,10 @@ impl<'s> Attempts<'s> {
             prepared.all_inputs,
         ) {
             let record = Arc::new(Cached {
-                expiration: Some(now + TimeDelta::from_std(cache_for).unwrap_or(TimeDelta::MAX)),
+                // A `cache_for` that reaches past the last representable date never expires.
+                expiration: TimeDelta::from_std(cache_for)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d)),
                 hashed_inputs: HashedInputs::new(spec.inputs(), digests.to_vec()),
                 parameters: ctx.parameters().clone(),
                 cache_key: Cow::Borrowed(spec.cache_key()),
@@ -856,7 +954,7 @@ impl<'s> Attempts<'s> {
             if let Some(caching) = output_caching {
                 key.insert(
                     Entry::new(Arc::clone(&record), (caching.erase)(&value), all),
-                    to_nanos(now),
+                    instant(now),
                 );
             }
             cached = Some(record);
@@ -910,19 +1008,20 @@ fn checkpoint<I, T>(
         },
     };
     let written = location.and_then(|location| {
-        p.backend
-            .write(value, &location)
-            .map_err(|source| persist::PersistError::Backend {
-                task: spec.name(),
-                backend: p.backend.describe(),
-                source,
-            })?;
+        let digest =
+            p.backend
+                .write(value, &location)
+                .map_err(|source| persist::PersistError::Backend {
+                    task: spec.name(),
+                    backend: p.backend.describe(),
+                    source,
+                })?;
         if let (Some(cached), Some(all), true) = (
             &state.cached,
             prepared.all_inputs,
             p.backend.is_persistent(),
         ) {
-            persist::put_record(p.backend, spec.name(), cached, &all, &location)?;
+            persist::put_record(p.backend, spec.name(), cached, &all, &location, digest)?;
         }
         Ok(location)
     });

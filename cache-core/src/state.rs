@@ -221,14 +221,14 @@ pub(crate) enum Output<T> {
 }
 
 impl<T> State<T> {
-    pub(crate) fn hit(value: T, cached: Arc<Cached>, now: i64) -> Self {
+    pub(crate) fn hit(value: T, cached: Arc<Cached>, now: i128) -> Self {
         State {
             kind: StateKind::Cached,
             message: Cow::Borrowed("Cache hit: a valid cached output was used."),
             output: Output::Value(value),
             cached: Some(cached),
             run_count: 0,
-            timestamp: now,
+            timestamp: crate::context::saturate(now),
             previous: Vec::new(),
             location: None,
             persist_error: None,

@@ -82,8 +82,8 @@ impl std::fmt::Debug for OutputCache {
 pub(crate) struct Entry {
     pub(crate) cached: Arc<Cached>,
     pub(crate) value: Box<dyn Any + Send + Sync>,
-    /// `cached.expiration` in nanoseconds since the epoch (`i64::MAX`: never).
-    expires: i64,
+    /// `cached.expiration` in nanoseconds since the epoch (`i128::MAX`: never).
+    expires: i128,
     /// The digest of all the inputs together: what `all_inputs` looks up by.
     all_inputs: InputDigest,
 }
@@ -94,7 +94,7 @@ impl Entry {
         value: Box<dyn Any + Send + Sync>,
         all_inputs: InputDigest,
     ) -> Self {
-        let expires = cached.expiration.map_or(i64::MAX, crate::context::to_nanos);
+        let expires = cached.expiration.map_or(i128::MAX, crate::context::instant);
         Entry {
             cached,
             value,
@@ -103,7 +103,7 @@ impl Entry {
         }
     }
 
-    fn is_expired(&self, now: i64) -> bool {
+    fn is_expired(&self, now: i128) -> bool {
         now >= self.expires
     }
 }
@@ -158,7 +158,7 @@ impl KeyCache {
         all_inputs: Option<&InputDigest>,
         inputs: Option<&HashedInputs<'_>>,
         parameters: &Parameters,
-        now: i64,
+        now: i128,
     ) -> Lookup<T> {
         let candidates = read(&self.candidates);
         let mut reason = MissReason::default();
@@ -207,7 +207,7 @@ impl KeyCache {
 
     /// Keeps an output; prunes expired candidates from time to time, so that the cost
     /// of pruning stays proportional to the number of inserts.
-    pub(crate) fn insert(&self, entry: Entry, now: i64) {
+    pub(crate) fn insert(&self, entry: Entry, now: i128) {
         let fp = fingerprint(&entry.all_inputs);
         let mut c = write(&self.candidates);
         let bucket = c.by_inputs.entry(fp).or_default();
@@ -314,6 +314,13 @@ pub(crate) struct FlightGuard {
     key: Arc<KeyCache>,
     fp: u64,
     flight: Arc<Flight>,
+}
+
+impl FlightGuard {
+    /// What this guard holds, as a running task's context records it.
+    pub(crate) fn holding(&self) -> crate::context::Holding {
+        crate::context::Holding::Flight(Arc::as_ptr(&self.key) as usize, self.flight.all_inputs)
+    }
 }
 
 impl Drop for FlightGuard {

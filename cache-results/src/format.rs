@@ -39,7 +39,7 @@ use std::any::{Any, TypeId};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use taskcache_core::result::{ResultError, Serializer};
+use taskcache_core::result::{PayloadDigest, ResultError, Serializer};
 
 /// The first bytes of every result file.
 pub const MAGIC: [u8; 8] = *b"TASKCCH\0";
@@ -279,7 +279,7 @@ pub fn encode_into<T, S, W>(
     out: &mut W,
     path: &Path,
     sync: impl FnOnce(&mut W) -> io::Result<()>,
-) -> Result<(), ResultError>
+) -> Result<PayloadDigest, ResultError>
 where
     T: serde::Serialize + 'static,
     S: Serializer,
@@ -335,7 +335,7 @@ where
     };
     out.seek(SeekFrom::Start(0)).map_err(io_error(path))?;
     out.write_all(&header.to_bytes()).map_err(io_error(path))?;
-    Ok(())
+    Ok(PayloadDigest(digest))
 }
 
 /// Writes `prefix` and `bytes` to `out`, then `sync`s it, and returns their SHA-256;
@@ -411,7 +411,11 @@ fn read_and_hash(file: &mut impl Read, prefix: &[u8], payload: &mut [u8]) -> io:
 /// # Errors
 /// [`ResultError::Io`] naming the path or directory that failed, or
 /// [`ResultError::Serialize`].
-pub fn write_file<T, S>(value: &T, serializer: &S, path: &Path) -> Result<(), ResultError>
+pub fn write_file<T, S>(
+    value: &T,
+    serializer: &S,
+    path: &Path,
+) -> Result<PayloadDigest, ResultError>
 where
     T: serde::Serialize + 'static,
     S: Serializer,
@@ -423,41 +427,218 @@ where
     })
 }
 
-/// Writes raw `bytes` to `path` atomically and durably, as [`write_file`] (for records,
-/// whose bytes the runtime encodes).
+/// The serializer id of a blob: bytes stored as they are, under the same header and
+/// checksum as a value (cache records).
+pub const BLOB_SERIALIZER: u8 = 0x7f;
+
+/// Writes `bytes` to `path` as a blob of `kind` (a fingerprint the reader must
+/// expect, see [`decode_blob`]), atomically and durably as [`write_file`].
 ///
 /// # Errors
 /// [`ResultError::Io`] naming the path or directory that failed.
-pub fn write_bytes(bytes: &[u8], path: &Path) -> Result<(), ResultError> {
-    write_atomically(path, |file| file.write_all(bytes).map_err(io_error(path)))
+pub fn write_blob(bytes: &[u8], kind: u64, path: &Path) -> Result<PayloadDigest, ResultError> {
+    write_atomically(path, |file| {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let header = Header {
+            serializer: BLOB_SERIALIZER,
+            fingerprint: kind,
+            len: bytes.len() as u64,
+            digest,
+        };
+        file.write_all(&header.to_bytes())
+            .and_then(|()| file.write_all(bytes))
+            .map_err(io_error(path))?;
+        Ok(PayloadDigest(digest))
+    })
+}
+
+/// The bytes of a blob of `kind` held whole in `stored` (a file's contents), verified:
+/// header, length and checksum (`path` is for messages).
+///
+/// # Errors
+/// [`ResultError::Corrupt`] for bytes that are not an intact blob of `kind`.
+pub fn decode_blob(stored: &[u8], kind: u64, path: &Path) -> Result<Vec<u8>, ResultError> {
+    let Some((head, payload)) = stored.split_first_chunk::<HEADER_LEN>() else {
+        return Err(short(path, stored.len() as u64));
+    };
+    let header = Header::parse(head, path)?;
+    if header.serializer != BLOB_SERIALIZER || header.fingerprint != kind {
+        return Err(corrupt(path, "it is not the kind of record expected here"));
+    }
+    if header.len != payload.len() as u64 {
+        return Err(corrupt(
+            path,
+            format!(
+                "the header claims {} payload bytes but the file holds {}",
+                header.len,
+                payload.len()
+            ),
+        ));
+    }
+    if Sha256::digest(payload).as_slice() != header.digest {
+        return Err(corrupt(
+            path,
+            "checksum mismatch: the payload is not what was written",
+        ));
+    }
+    Ok(payload.to_vec())
+}
+
+/// Opens `path` for reading only if it is a regular file, without blocking: a FIFO, a
+/// device or a directory in its place is reported as [`ResultError::Corrupt`] (a miss
+/// to the runtime), never waited on. The check is made on the opened handle, so the
+/// file cannot be swapped between the check and the read. `Ok(None)` when there is
+/// nothing at `path`.
+///
+/// # Errors
+/// [`ResultError::Corrupt`] for anything but a regular file, [`ResultError::Io`] when
+/// opening fails otherwise.
+pub fn open_regular(path: &Path) -> Result<Option<File>, ResultError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+    // It changes nothing for regular files.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = match options.open(path) {
+        Ok(f) => f,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let meta = file.metadata().map_err(io_error(path))?;
+    if !meta.is_file() {
+        return Err(corrupt(
+            path,
+            "it is not a regular file (a FIFO, a device, a socket or a directory); \
+             remove it",
+        ));
+    }
+    Ok(Some(file))
 }
 
 /// Creates a temporary file beside `path`, lets `fill` write it, syncs it, renames it
 /// to `path` and syncs the directory. The temporary file is removed on any error (its
-/// `NamedTempFile` deletes it when dropped).
-fn write_atomically(
+/// `NamedTempFile` deletes it when dropped), and is locked while it is written, so that
+/// [`remove_stale_temp_files`] can tell the leftovers of a killed writer from the file
+/// of a live one.
+fn write_atomically<R>(
     path: &Path,
-    fill: impl FnOnce(&mut File) -> Result<(), ResultError>,
-) -> Result<(), ResultError> {
+    fill: impl FnOnce(&mut File) -> Result<R, ResultError>,
+) -> Result<R, ResultError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    remove_stale_temp_files_once(dir);
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".tmp-").suffix(".taskcache");
+    builder.prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX);
     // tempfile creates files readable by the owner only; a result is an ordinary file
     // (a Make-style target other tools read), so it gets the usual 0666 less the umask.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     let mut tmp = builder.tempfile_in(dir).map_err(io_error(dir))?;
-    fill(tmp.as_file_mut())?;
+    // A fresh file nobody else has opened: the lock is free. Held until the file is
+    // closed (after the rename), also released if the process dies.
+    if let Err(e) = tmp.as_file().try_lock() {
+        tracing::debug!(path = %tmp.path().display(), error = %e, "cannot lock a temporary file");
+    }
+    let filled = fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io_error(path))?;
     tmp.persist(path).map_err(|e| ResultError::Io {
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(filled)
+}
+
+/// The names of temporary files: `.tmp-<random>.taskcache`.
+const TEMP_PREFIX: &str = ".tmp-";
+const TEMP_SUFFIX: &str = ".taskcache";
+/// A temporary file younger than this is never removed: its writer may have created it
+/// and not yet locked it.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes the temporary files in `dir` left by writers that died (killed mid-write):
+/// those no process holds locked, older than a few seconds. Returns how many were
+/// removed. Safe beside live writers, in this process or another: a live writer holds
+/// its temporary file locked until it has renamed it.
+///
+/// # Errors
+/// When `dir` cannot be listed.
+pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(Some(file)) = open_regular(&path) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else { continue };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if !old || file.try_lock().is_err() {
+            continue;
+        }
+        // Still the same file under that name (not renamed or replaced meanwhile)?
+        if same_file(&meta, &path) && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `path` names the file whose metadata is `meta`.
+fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path)
+            .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (meta, path);
+        false
+    }
+}
+
+/// [`remove_stale_temp_files`], the first time this process writes into `dir`.
+fn remove_stale_temp_files_once(dir: &Path) {
+    static SWEPT: std::sync::Mutex<Option<std::collections::HashSet<std::path::PathBuf>>> =
+        std::sync::Mutex::new(None);
+    let first = SWEPT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(dir.to_path_buf());
+    if first {
+        match remove_stale_temp_files(dir) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(dir = %dir.display(), removed = n, "removed temporary files left by killed writers")
+            }
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot look for stale temporary files")
+            }
+        }
+    }
 }
 
 /// Makes a rename in `dir` durable (Unix; elsewhere the rename is as durable as the
@@ -472,14 +653,21 @@ fn sync_dir(dir: &Path) -> Result<(), ResultError> {
     Ok(())
 }
 
-/// Checks a header against the reader's serializer, type and the file's length.
+/// Checks a header against the payload a record pinned (if any), the reader's
+/// serializer, type and the file's length.
 fn check_header<T: 'static, S: Serializer>(
     head: &[u8; HEADER_LEN],
     file_len: u64,
     serializer: &S,
     path: &Path,
+    pinned: Option<&PayloadDigest>,
 ) -> Result<Header, ResultError> {
     let header = Header::parse(head, path)?;
+    if pinned.is_some_and(|p| p.0 != header.digest) {
+        return Err(ResultError::Changed {
+            path: path.to_path_buf(),
+        });
+    }
     if header.serializer != serializer.id() {
         return Err(corrupt(
             path,
@@ -575,12 +763,18 @@ fn downcast<T: 'static>(bytes: Vec<u8>, path: &Path) -> Result<T, ResultError> {
 }
 
 /// Reads and verifies the value stored in `bytes` (a whole file held in memory; `path`
-/// is for messages).
+/// is for messages), only if its payload is the `pinned` one when that is given.
 ///
 /// # Errors
 /// [`ResultError::Corrupt`] or [`ResultError::TypeMismatch`] when the bytes cannot be
-/// trusted as a `T`.
-pub fn decode_bytes<T, S>(bytes: &[u8], serializer: &S, path: &Path) -> Result<T, ResultError>
+/// trusted as a `T`, [`ResultError::Changed`] when they hold another payload than the
+/// pinned one.
+pub fn decode_bytes<T, S>(
+    bytes: &[u8],
+    serializer: &S,
+    path: &Path,
+    pinned: Option<&PayloadDigest>,
+) -> Result<T, ResultError>
 where
     T: serde::de::DeserializeOwned + 'static,
     S: Serializer,
@@ -588,7 +782,7 @@ where
     let Some((head, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(short(path, bytes.len() as u64));
     };
-    let header = check_header::<T, S>(head, bytes.len() as u64, serializer, path)?;
+    let header = check_header::<T, S>(head, bytes.len() as u64, serializer, path, pinned)?;
     decode_payload(payload, &header, serializer, path, true)
 }
 
@@ -603,17 +797,20 @@ fn short(path: &Path, len: u64) -> ResultError {
 /// messages).
 ///
 /// With `verify` false the payload's checksum is not recomputed (the caller has
-/// verified this very file before); everything else is still checked.
+/// verified this very file before); everything else is still checked. With `pinned`,
+/// only that payload is accepted.
 ///
 /// # Errors
 /// [`ResultError::Corrupt`] or [`ResultError::TypeMismatch`] when the file cannot be
-/// trusted as a `T`, [`ResultError::Io`] when reading fails.
+/// trusted as a `T`, [`ResultError::Changed`] when it holds another payload than the
+/// pinned one, [`ResultError::Io`] when reading fails.
 pub fn read_from<T, S, R>(
     mut file: R,
     file_len: u64,
     serializer: &S,
     path: &Path,
     verify: bool,
+    pinned: Option<&PayloadDigest>,
 ) -> Result<T, ResultError>
 where
     T: serde::de::DeserializeOwned + 'static,
@@ -642,12 +839,12 @@ where
         let (head, payload) = bytes
             .split_first_chunk::<HEADER_LEN>()
             .expect("the file is at least a header long");
-        let header = check_header::<T, S>(head, file_len, serializer, path)?;
+        let header = check_header::<T, S>(head, file_len, serializer, path, pinned)?;
         return decode_payload(payload, &header, serializer, path, verify);
     }
     let mut head = [0u8; HEADER_LEN];
     file.read_exact(&mut head).map_err(read_error(path))?;
-    let header = check_header::<T, S>(&head, file_len, serializer, path)?;
+    let header = check_header::<T, S>(&head, file_len, serializer, path, pinned)?;
     if byte_vec {
         return read_byte_vec(file, &header, path, verify);
     }
@@ -747,15 +944,15 @@ fn read_byte_vec<T: 'static>(
 ///
 /// # Errors
 /// As [`read_from`]; a missing file is [`ResultError::Io`] (a backend turns it into
-/// [`ResultError::NotFound`]).
+/// [`ResultError::NotFound`]), anything but a regular file [`ResultError::Corrupt`].
 pub fn read_file<T, S>(path: &Path, serializer: &S) -> Result<T, ResultError>
 where
     T: serde::de::DeserializeOwned + 'static,
     S: Serializer,
 {
-    let file = File::open(path).map_err(io_error(path))?;
+    let file = open_regular(path)?.ok_or_else(|| io_error(path)(io::ErrorKind::NotFound.into()))?;
     let len = file.metadata().map_err(io_error(path))?.len();
-    read_from(file, len, serializer, path, true)
+    read_from(file, len, serializer, path, true, None)
 }
 
 #[cfg(test)]

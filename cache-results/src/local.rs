@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use taskcache_core::result::{
-    Location, LocationError, LocationLock, ResultBackend, ResultError, Serializer,
+    Location, LocationError, LocationLock, PayloadDigest, ResultBackend, ResultError, Serializer,
 };
 
 /// Stores results as files under a directory, as Prefect's `LocalResult(dir=…)`.
@@ -22,8 +22,14 @@ use taskcache_core::result::{
 /// inode are unchanged; any write to it, or a new file in its place, changes them.
 ///
 /// Besides the results it keeps, under the same directory, `.locks/` (one lock file
-/// per locked location) and `.taskcache-records/` (persisted cache records); locations
-/// inside those two are refused.
+/// per location locked now, removed when the lock is released) and
+/// `.taskcache-records/` (persisted cache records, in the same checked format as
+/// results); locations inside those two are refused.
+///
+/// Only regular files are read: a FIFO, device or directory in place of a result, a
+/// record or a lock file is a miss (or runs the task without the lock), never waited
+/// on. Symbolic links inside the directory are followed, also out of it: the directory
+/// is trusted to be the user's own.
 ///
 /// ```
 /// use taskcache_results::{JsonSerializer, LocalResult};
@@ -235,6 +241,68 @@ fn decode_id(name: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// The fingerprint slot of a cache record's header (the ASCII of `recordv1`), with the
+/// blob serializer id: a result file is never read as a record, nor a record as a result.
+const RECORD_KIND: u64 = 0x7265_636f_7264_7631;
+/// No record is larger: a few digests, a location and the flow's parameters.
+const MAX_RECORD: u64 = 16 << 20;
+
+/// A held lock file: while it is held the file is still at its path; when released the
+/// file is removed first, then unlocked (closed).
+struct HeldLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Removed while still locked: a process that opened the file before the removal
+        // and then gets the lock finds that the path no longer names its file, and
+        // starts again on a new one (see `lock_file`). So lock files do not pile up.
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&self.path);
+        let _ = &self.file;
+    }
+}
+
+/// Takes an exclusive lock on the lock file at `path`, creating it, waiting for it.
+///
+/// An exclusive lock on the open file description (flock on Unix, LockFileEx on
+/// Windows): held across processes and, since each call opens the file anew, across
+/// threads; released when the file is closed, also if the process dies. std's
+/// `File::lock` (Rust 1.89, our minimum) is what the `fs4` crate offers, without the
+/// dependency.
+fn lock_file(path: PathBuf) -> Result<HeldLock, ResultError> {
+    loop {
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        // A FIFO in place of the lock file would block `open` until a reader came.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file: File = options.open(&path).map_err(io(&path))?;
+        let meta = file.metadata().map_err(io(&path))?;
+        if !meta.is_file() {
+            return Err(io(&path)(std::io::Error::other(
+                "the lock file is not a regular file (a FIFO, a device or a directory); \
+                 remove it",
+            )));
+        }
+        file.lock().map_err(io(&path))?;
+        // The previous holder removes the file when it lets go: if the path no longer
+        // names the file locked here, another process may hold a lock on a new file
+        // there, so start again.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::symlink_metadata(&path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {}
+                _ => continue,
+            }
+        }
+        return Ok(HeldLock { file, path });
+    }
+}
+
 fn missing(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
@@ -274,26 +342,23 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         }
     }
 
-    fn read<T: serde::de::DeserializeOwned + 'static>(
+    fn read_pinned<T: serde::de::DeserializeOwned + 'static>(
         &self,
         location: &Location,
+        pinned: Option<&PayloadDigest>,
     ) -> Result<T, ResultError> {
         let path = self.path(location)?;
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if missing(&e) => {
-                return Err(ResultError::NotFound {
-                    location: location.clone(),
-                })
-            }
-            Err(e) => return Err(io(&path)(e)),
+        let Some(file) = format::open_regular(&path)? else {
+            return Err(ResultError::NotFound {
+                location: location.clone(),
+            });
         };
         let meta = file.metadata().map_err(io(&path))?;
         let large = meta.len() >= TRUST_VERIFIED_FROM;
         let stamp = Stamp::of(&meta);
         let verified = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
         let trusted = large && verified().get(&path) == Some(&stamp);
-        let value = format::read_from(file, meta.len(), &self.serializer, &path, !trusted)?;
+        let value = format::read_from(file, meta.len(), &self.serializer, &path, !trusted, pinned)?;
         if large && !trusted {
             verified().insert(path, stamp);
         }
@@ -304,7 +369,7 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         &self,
         value: &T,
         location: &Location,
-    ) -> Result<(), ResultError> {
+    ) -> Result<PayloadDigest, ResultError> {
         format::write_file(value, &self.serializer, &self.path(location)?)
     }
 
@@ -313,33 +378,29 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         let dir = self.dir.join(LOCKS);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join(format!("{name}.lock"));
-        let file: File = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        // An exclusive lock on the open file description (flock on Unix, LockFileEx on
-        // Windows): held across processes and, since each call opens the file anew,
-        // across threads; released when the file is closed, also if the process dies.
-        // std's `File::lock` (Rust 1.89, our minimum) is what the `fs4` crate offers,
-        // without the dependency. Lock files are left in place: removing one while
-        // another process waits on it would let two holders in.
-        file.lock().map_err(io(&path))?;
-        Ok(LocationLock::new(file))
+        lock_file(path).map(LocationLock::new)
     }
 
     fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
-        format::write_bytes(bytes, &self.record_path(key, id))
+        format::write_blob(bytes, RECORD_KIND, &self.record_path(key, id)).map(|_| ())
     }
 
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
         let path = self.record_path(key, id);
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if missing(&e) => Ok(None),
-            Err(e) => Err(io(&path)(e)),
+        let Some(mut file) = format::open_regular(&path)? else {
+            return Ok(None);
+        };
+        let len = file.metadata().map_err(io(&path))?.len();
+        if len > MAX_RECORD {
+            return Err(ResultError::Corrupt {
+                path,
+                reason: format!("{len} bytes, larger than any cache record ({MAX_RECORD})"),
+            });
         }
+        let mut stored = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_RECORD), &mut stored)
+            .map_err(io(&path))?;
+        format::decode_blob(&stored, RECORD_KIND, &path).map(Some)
     }
 
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {

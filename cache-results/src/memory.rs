@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use taskcache_core::result::{Location, LocationLock, ResultBackend, ResultError};
+use taskcache_core::result::{Location, LocationLock, PayloadDigest, ResultBackend, ResultError};
 
 /// Keeps results in process memory: the test double of [`LocalResult`](crate::LocalResult),
 /// and a backend for targets within one process (`is_persistent` is false).
@@ -112,9 +112,10 @@ impl ResultBackend for MemoryResult {
         Ok(guard(&self.shared.values).contains_key(location))
     }
 
-    fn read<T: serde::de::DeserializeOwned + 'static>(
+    fn read_pinned<T: serde::de::DeserializeOwned + 'static>(
         &self,
         location: &Location,
+        pinned: Option<&PayloadDigest>,
     ) -> Result<T, ResultError> {
         let bytes = guard(&self.shared.values)
             .get(location)
@@ -122,16 +123,16 @@ impl ResultBackend for MemoryResult {
             .ok_or_else(|| ResultError::NotFound {
                 location: location.clone(),
             })?;
-        format::decode_bytes(&bytes, &BincodeSerializer, &memory_path(location))
+        format::decode_bytes(&bytes, &BincodeSerializer, &memory_path(location), pinned)
     }
 
     fn write<T: serde::Serialize + 'static>(
         &self,
         value: &T,
         location: &Location,
-    ) -> Result<(), ResultError> {
+    ) -> Result<PayloadDigest, ResultError> {
         let mut out = Cursor::new(Vec::new());
-        format::encode_into(
+        let digest = format::encode_into(
             value,
             &BincodeSerializer,
             &mut out,
@@ -139,7 +140,7 @@ impl ResultBackend for MemoryResult {
             |_| Ok(()),
         )?;
         guard(&self.shared.values).insert(location.clone(), out.into_inner().into());
-        Ok(())
+        Ok(digest)
     }
 
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {

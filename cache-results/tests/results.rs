@@ -207,10 +207,14 @@ fn assert_damage_is_corrupt(hurt: impl Fn(&mut Vec<u8>), what: &str) {
     };
     type Write<'a> = &'a dyn Fn(&LocalResult, &Location);
     let cases: [(&str, Write); 3] = [
-        ("small.bin", &|r, l| r.write(&report(10), l).unwrap()),
-        ("large.bin", &|r, l| r.write(&report(400_000), l).unwrap()),
+        ("small.bin", &|r, l| {
+            r.write(&report(10), l).unwrap();
+        }),
+        ("large.bin", &|r, l| {
+            r.write(&report(400_000), l).unwrap();
+        }),
         ("bytes.bin", &|r, l| {
-            r.write(&vec![5u8; 3 << 20], l).unwrap()
+            r.write(&vec![5u8; 3 << 20], l).unwrap();
         }),
     ];
     for (name, write) in cases {
