@@ -100,7 +100,7 @@ fn the_err_is_returned_once_retries_are_spent() {
 
 static PANICS: AtomicU32 = AtomicU32::new(0);
 
-#[task(max_retries = 1)]
+#[task(max_retries = 1, retry_delay = "0s")]
 fn panicky(x: u32) -> u32 {
     if PANICS.fetch_add(1, Ordering::SeqCst) < 10 {
         panic!("boom {x}");

@@ -390,6 +390,23 @@ impl Context {
         self.flow.as_ref().map_or(&NONE, |f| &f.parameters)
     }
 
+    /// When the flow run was scheduled to start (Prefect's `scheduled_start_time`): the
+    /// run's start unless pinned with `Flow::scheduled_start_time`; `None` outside a
+    /// flow.
+    pub fn scheduled_start_time(&self) -> Option<DateTime<Utc>> {
+        self.flow.as_ref().map(|f| f.scheduled_start_time)
+    }
+
+    /// The context values that are dates, which templates format with strftime
+    /// (`{date:%A}`, `{scheduled_start_time:%H}`).
+    pub(crate) fn date_value(&self, key: &str) -> Option<DateTime<Utc>> {
+        match key {
+            "date" => Some(self.date()),
+            "scheduled_start_time" => self.scheduled_start_time(),
+            _ => None,
+        }
+    }
+
     /// The name of the task whose body is running.
     pub fn task_name(&self) -> Option<&'static str> {
         self.task.as_ref().map(|t| t.name)
@@ -433,6 +450,7 @@ impl Context {
             "tomorrow_nodash" => self.tomorrow_nodash(),
             "flow_name" => self.flow_name()?.to_owned(),
             "flow_run_id" => self.flow_run_id()?.to_owned(),
+            "scheduled_start_time" => self.scheduled_start_time()?.to_rfc3339(),
             "task_name" => self.task_name()?.to_owned(),
             "task_full_name" => self.task_full_name()?,
             "task_run_count" => self.task_run_count().to_string(),
@@ -464,7 +482,7 @@ impl Context {
         .map(|s| s.to_string())
         .collect();
         if self.flow.is_some() {
-            keys.extend(["flow_name", "flow_run_id"].map(String::from));
+            keys.extend(["flow_name", "flow_run_id", "scheduled_start_time"].map(String::from));
         }
         if self.task.is_some() {
             keys.extend(["task_name", "task_full_name"].map(String::from));

@@ -31,6 +31,8 @@ pub(crate) struct FlowRunInfo {
     pub(crate) name: Arc<str>,
     pub(crate) run_id: String,
     pub(crate) date: DateTime<Utc>,
+    /// When the run was scheduled to start: its start, unless the caller pinned it.
+    pub(crate) scheduled_start_time: DateTime<Utc>,
     pub(crate) parameters: Parameters,
     reports: Mutex<Vec<TaskRunReport>>,
 }
@@ -64,6 +66,7 @@ pub struct TaskRunReport {
 pub struct Flow {
     name: Cow<'static, str>,
     parameters: BTreeMap<String, Parameter>,
+    scheduled_start_time: Option<DateTime<Utc>>,
     error: Option<String>,
 }
 
@@ -73,8 +76,17 @@ impl Flow {
         Flow {
             name: name.into(),
             parameters: BTreeMap::new(),
+            scheduled_start_time: None,
             error: None,
         }
+    }
+
+    /// Pins the run's `scheduled_start_time` (Prefect's context key: when a scheduler
+    /// meant the run to start), for a run started late or again for an earlier slot.
+    /// Unpinned, it is the moment the run starts.
+    pub fn scheduled_start_time(mut self, at: DateTime<Utc>) -> Self {
+        self.scheduled_start_time = Some(at);
+        self
     }
 
     /// Adds a parameter. A value that cannot be a parameter (see [`Parameter::new`])
@@ -117,10 +129,12 @@ impl Flow {
             return Err(e);
         }
         let ctx = Context::current();
+        let now = ctx.clock.now();
         Ok(Arc::new(FlowRunInfo {
             name: Arc::from(&*self.name),
             run_id: uuid::Uuid::new_v4().to_string(),
-            date: ctx.date.unwrap_or_else(|| ctx.clock.now()),
+            date: ctx.date.unwrap_or(now),
+            scheduled_start_time: self.scheduled_start_time.unwrap_or(now),
             parameters: Parameters::from_map(self.parameters),
             reports: Mutex::new(Vec::new()),
         }))

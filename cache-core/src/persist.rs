@@ -50,6 +50,8 @@ pub trait Backend<T>: Send + Sync {
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError>;
     /// See [`ResultBackend::list_records`].
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError>;
+    /// Whether `value` is `None`, which is never stored (see [`is_none`]).
+    fn is_none(&self, value: &T) -> bool;
 }
 
 impl<T, R> Backend<T> for R
@@ -93,6 +95,9 @@ where
     }
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
         ResultBackend::list_records(self, key)
+    }
+    fn is_none(&self, value: &T) -> bool {
+        is_none(value)
     }
 }
 
@@ -178,8 +183,8 @@ impl TemplateValues for RenderValues<'_> {
         if let Some((_, v)) = self.inputs.iter().find(|(n, _)| *n == name) {
             return Some(TemplateValue::Text(Cow::Borrowed(v)));
         }
-        if name == "date" {
-            return Some(TemplateValue::Date(self.ctx.date()));
+        if let Some(at) = self.ctx.date_value(name) {
+            return Some(TemplateValue::Date(at));
         }
         self.ctx
             .get(name)
@@ -458,4 +463,125 @@ fn decode_record(
         location,
         record.result,
     ))
+}
+
+/// Whether `value` is `None` (an `Option` output that holds nothing): such an output is
+/// never checkpointed and does not satisfy a target, as in Prefect, where a result is
+/// written only when the value is not `None`. Only the outermost value is looked at, and
+/// serialization stops at its first call.
+pub(crate) fn is_none<T: Serialize + ?Sized>(value: &T) -> bool {
+    value.serialize(NoneProbe).is_ok()
+}
+
+/// A serializer that succeeds for `None` and fails at once for anything else.
+struct NoneProbe;
+
+/// What [`NoneProbe`] answers for anything but `None`.
+#[derive(Debug)]
+struct NotNone;
+
+impl std::fmt::Display for NotNone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not None")
+    }
+}
+
+impl std::error::Error for NotNone {}
+
+impl serde::ser::Error for NotNone {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        NotNone
+    }
+}
+
+/// The methods of [`NoneProbe`] that fail, by name and argument types.
+macro_rules! not_none {
+    ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<$ok, NotNone> { Err(NotNone) })*
+    };
+}
+
+impl serde::Serializer for NoneProbe {
+    type Ok = ();
+    type Error = NotNone;
+    type SerializeSeq = serde::ser::Impossible<(), NotNone>;
+    type SerializeTuple = serde::ser::Impossible<(), NotNone>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotNone>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotNone>;
+    type SerializeMap = serde::ser::Impossible<(), NotNone>;
+    type SerializeStruct = serde::ser::Impossible<(), NotNone>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotNone>;
+
+    fn serialize_none(self) -> Result<(), NotNone> {
+        Ok(())
+    }
+
+    fn serialize_some<V: Serialize + ?Sized>(self, _: &V) -> Result<(), NotNone> {
+        Err(NotNone)
+    }
+
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), NotNone> {
+        Err(NotNone)
+    }
+
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), NotNone> {
+        Err(NotNone)
+    }
+
+    not_none! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_i128(i128) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_u128(u128) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_str(&str) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+}
+
+#[cfg(test)]
+mod none_tests {
+    use super::is_none;
+
+    #[test]
+    fn only_a_none_is_none() {
+        assert!(is_none(&None::<u32>));
+        assert!(is_none(&None::<Vec<String>>));
+        assert!(!is_none(&Some(0u32)));
+        assert!(!is_none(&Some(None::<u32>)), "Some(None) holds something");
+        assert!(!is_none(&()));
+        assert!(!is_none(&0u8));
+        assert!(!is_none(&"".to_owned()));
+        assert!(!is_none(&Vec::<u8>::new()));
+        assert!(!is_none(&Ok::<Option<u8>, String>(None)));
+    }
 }

@@ -504,6 +504,11 @@ where
         };
         let hit = |location: &Location| -> Option<State<T>> {
             let value = persist::read_valid(p.backend, spec.name(), location, None)?;
+            // A `None` does not satisfy a target (it is never written; one found there
+            // was put by something else).
+            if p.backend.is_none(&value) {
+                return None;
+            }
             let now = ctx.clock.now();
             let hashed_inputs = match self.each_digest() {
                 Ok(d) if d.len() == spec.inputs().len() => HashedInputs::new(spec.inputs(), d),
@@ -550,7 +555,25 @@ where
     }
 
     /// The cache check: a hit, a flight to wait for, or what the run path needs.
+    ///
+    /// A custom validator runs inside the task's context, as in Prefect (its name, and
+    /// the run count of the run about to happen); the built-in ones read no context,
+    /// so a hit through them does not pay for installing one.
     fn check(&mut self) -> Checked<T> {
+        if matches!(self.spec.cache_validator(), CacheValidator::Custom(_))
+            && self.output_caching.is_some()
+        {
+            let mut task_ctx = Context::current();
+            task_ctx.task = Some(TaskInfo {
+                name: self.spec.name(),
+                run_count: 1,
+            });
+            return task_ctx.scope(|| self.check_in_context());
+        }
+        self.check_in_context()
+    }
+
+    fn check_in_context(&mut self) -> Checked<T> {
         let spec = self.spec;
         let caching = match (&self.output_caching, spec.cache_for()) {
             (Some(c), Some(_)) if !matches!(spec.cache_validator(), CacheValidator::NeverUse) => {
@@ -989,6 +1012,13 @@ fn checkpoint<I, T>(
     let Output::Value(value) = &state.output else {
         return;
     };
+    if p.backend.is_none(value) {
+        tracing::debug!(
+            task = spec.name(),
+            "the output is None: not checkpointed (a target stays missing)"
+        );
+        return;
+    }
     let location = match &prepared.target {
         Some(t) => Ok(t.location.clone()),
         None => match p.backend.location_template() {

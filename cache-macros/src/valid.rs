@@ -35,6 +35,20 @@ pub fn check_task(args: &TaskArgs, func: &Function) -> syn::Result<()> {
             );
         }
     }
+    // As Prefect, which refuses `max_retries` without `retry_delay`: an immediate retry
+    // must be asked for, so that a retry loop hammering a failing service is a choice.
+    if let (Some((key, n)), None) = (&args.max_retries, &args.retry_delay) {
+        if *n > 0 {
+            err(
+                &mut errors,
+                key.span(),
+                format!(
+                    "`max_retries = {n}` needs a `retry_delay`: add `retry_delay = \"10s\"` \
+                     (how long to wait before each retry), or `retry_delay = \"0s\"` to retry at once"
+                ),
+            );
+        }
+    }
     if let Some((_, ValidatorArg::Partial { kind, names })) = &args.cache_validator {
         if kind == "partial_inputs_only" {
             for (name, span) in names {
