@@ -22,13 +22,17 @@
 use taskcache::prelude::*;
 use taskcache::results::LocalResult;
 
+/// Where this example keeps its files: under `target/`, so that running it leaves your
+/// home alone. A program of your own would write `LocalResult::new("~/.taskcache")`.
+const RESULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/taskcache-examples");
+
 // Rust has no task classes: a task is a function, whatever produced its body.
-#[task(checkpoint, result = LocalResult::new("~/.taskcache"))]
+#[task(checkpoint, result = LocalResult::new(RESULTS))]
 fn class_task() -> i32 {
     42
 }
 
-#[task(checkpoint, result = LocalResult::new("~/.taskcache"))]
+#[task(checkpoint, result = LocalResult::new(RESULTS))]
 fn func_task() -> i32 {
     99
 }
@@ -40,7 +44,7 @@ fn main() {
             state.value(),
             state
                 .location()
-                .map_or_else(|| "nowhere".to_string(), |l| format!("~/.taskcache/{l}"))
+                .map_or_else(|| "nowhere".to_string(), |l| format!("{RESULTS}/{l}"))
         );
     }
 }

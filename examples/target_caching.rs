@@ -13,7 +13,11 @@
 use taskcache::prelude::*;
 use taskcache::results::LocalResult;
 
-#[task(target = "func_task_target.txt", checkpoint, result = LocalResult::new("~/.taskcache"))]
+/// Where this example keeps its files: under `target/`, so that running it leaves your
+/// home alone. A program of your own would write `LocalResult::new("~/.taskcache")`.
+const RESULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/taskcache-examples");
+
+#[task(target = "func_task_target.txt", checkpoint, result = LocalResult::new(RESULTS))]
 fn func_task() -> i32 {
     println!("  func_task body runs");
     99

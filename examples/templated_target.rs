@@ -13,14 +13,18 @@
 use taskcache::prelude::*;
 use taskcache::results::LocalResult;
 
-#[task(target = "{date:%A}/{task_name}.txt", checkpoint, result = LocalResult::new("~/.taskcache"))]
+/// Where this example keeps its files: under `target/`, so that running it leaves your
+/// home alone. A program of your own would write `LocalResult::new("~/.taskcache")`.
+const RESULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/taskcache-examples");
+
+#[task(target = "{date:%A}/{task_name}.txt", checkpoint, result = LocalResult::new(RESULTS))]
 fn func_task() -> i32 {
     println!("  func_task body runs");
     99
 }
 
 /// A target can name the task's arguments too, in the design card's angle brackets.
-#[task(target = "<today>/report-<region>.bin", checkpoint, result = LocalResult::new("~/.taskcache"))]
+#[task(target = "<today>/report-<region>.bin", checkpoint, result = LocalResult::new(RESULTS))]
 fn weekly_report(region: String) -> Vec<String> {
     println!("  weekly_report body runs for {region}");
     vec![format!("{region}: all good")]

@@ -3,7 +3,7 @@
 //! `sync_all` (the same durability) and `std::fs::read`; the peak memory of each; and
 //! hashing a 256 MiB argument beside raw `sha2` over the same bytes.
 //!
-//! `cargo bench --bench large` (set `TASKCACHE_BENCH_MIB` for another size, and
+//! `cargo bench -p taskcache-bench --bench large` (set `TASKCACHE_BENCH_MIB` for another size, and
 //! `TASKCACHE_BENCH_DIR` for another disk than the temporary directory's).
 //!
 //! Each figure is the median of 5 runs; peak memory is the process's `VmHWM` after a

@@ -2,7 +2,7 @@
 //! and prints one table of medians and ratios:
 //!
 //! ```sh
-//! cargo bench --bench compare
+//! cargo bench -p taskcache-bench --bench compare
 //! ```
 //!
 //! Every case is measured in this one process run, beside its baseline. A figure is the
@@ -138,7 +138,7 @@ fn bench_dir() -> PathBuf {
     // CARGO_TARGET_DIR if set, else `target/` of the workspace.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     // Versioned by the file format and the bench's own layout: a store built by an
     // older one is never reused.
     target.join("taskcache-bench").join(format!(

@@ -1,7 +1,7 @@
 //! The in-memory cache hit of issue 2: `add(1, 2)` with `all_inputs`, beside the
 //! `cached` crate's `#[cached(ttl_secs = 3600)]` hit of the same function, in one run.
 //!
-//! `cargo bench --bench hit`
+//! `cargo bench -p taskcache-bench --bench hit`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;

@@ -1,7 +1,7 @@
 //! A local target hit of a 1 KiB value, beside `std::fs::read` of a 1 KiB file, in
 //! one run (issue 3: under 20 µs).
 //!
-//! `cargo bench --bench persist`
+//! `cargo bench -p taskcache-bench --bench persist`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
