@@ -15,9 +15,11 @@ fn dir(task: &str) -> String {
     root.join(task).to_string_lossy().into_owned()
 }
 
-/// What the validator saw of the context, call by call.
-static SEEN: Mutex<Vec<(Option<String>, Option<String>, u32, Option<String>)>> =
-    Mutex::new(Vec::new());
+/// What a validator saw of the context: task name, full name, run count, flow name.
+type Seen = (Option<String>, Option<String>, u32, Option<String>);
+
+/// What the validator saw, call by call.
+static SEEN: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
 
 fn seeing(_: &Cached, _: &HashedInputs<'_>, _: &Parameters) -> bool {
     let c = taskcache::context::current();
@@ -71,7 +73,7 @@ fn scheduled_start_time_is_the_runs_start_unless_pinned() {
     let slot = Utc.with_ymd_and_hms(2026, 11, 23, 7, 0, 0).unwrap();
     let run = Flow::new("hourly")
         .scheduled_start_time(slot)
-        .run(|| hourly::run());
+        .run(hourly::run);
     let state = run.into_output();
     assert_eq!(state.value().unwrap(), &slot.to_rfc3339());
     assert_eq!(
@@ -82,7 +84,7 @@ fn scheduled_start_time_is_the_runs_start_unless_pinned() {
     // The same slot again: its target exists.
     let again = Flow::new("hourly")
         .scheduled_start_time(slot)
-        .run(|| hourly::run());
+        .run(hourly::run);
     assert!(again.into_output().is_cached());
     assert_eq!(SCHEDULED_RUNS.load(Ordering::SeqCst), 1);
 

@@ -12,12 +12,13 @@ use crate::hash::InputDigest;
 use crate::parameters::{Parameter, Parameters};
 use crate::result::{Location, LocationLock, PayloadDigest, ResultBackend, ResultError};
 use crate::state::{Cached, HashedInputs};
-use crate::template::{Template, TemplateValue, TemplateValues};
+use crate::template::{RenderError, Template, TemplateError, TemplateValue, TemplateValues};
 use crate::validators::CacheValidator;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -171,17 +172,79 @@ pub(crate) fn enabled(task_checkpoint: Option<bool>, ctx: &Context) -> bool {
     }
 }
 
+/// The task's arguments that its templates name, rendered (or why one cannot be):
+/// `(name, text)` pairs.
+pub(crate) type RenderedInputs = Vec<(&'static str, Result<String, RenderError>)>;
+
 /// The values a template is rendered with, in Prefect's order of priority: the task's
 /// own arguments, then the context, then the flow's parameters.
 pub(crate) struct RenderValues<'a> {
-    pub(crate) ctx: &'a Context,
-    pub(crate) inputs: &'a [(&'static str, String)],
+    ctx: &'a Context,
+    /// The arguments the templates name, rendered.
+    inputs: &'a [(&'static str, Result<String, RenderError>)],
+    /// Every argument of the task, for the message about an unknown name.
+    arguments: &'static [&'static str],
+    /// The index in `inputs` of the first argument asked for that has no text.
+    failed: Cell<Option<usize>>,
+}
+
+impl<'a> RenderValues<'a> {
+    pub(crate) fn new(
+        ctx: &'a Context,
+        inputs: &'a [(&'static str, Result<String, RenderError>)],
+        arguments: &'static [&'static str],
+    ) -> Self {
+        RenderValues {
+            ctx,
+            inputs,
+            arguments,
+            failed: Cell::new(None),
+        }
+    }
+
+    /// Renders `template` for `task` into a location; an argument it names that has no
+    /// text form is a [`TemplateError::Argument`].
+    pub(crate) fn render(
+        &self,
+        task: &'static str,
+        template: &str,
+    ) -> Result<Location, PersistError> {
+        self.failed.set(None);
+        let location = render(task, template, self);
+        match self.failed.take() {
+            Some(i) => {
+                let (name, text) = &self.inputs[i];
+                let reason = match text {
+                    Err(e) => e.to_string(),
+                    Ok(_) => unreachable!("only an argument without text is recorded"),
+                };
+                Err(PersistError::Template {
+                    task,
+                    source: TemplateError::Argument {
+                        template: template.to_owned(),
+                        name: (*name).to_owned(),
+                        reason,
+                    },
+                })
+            }
+            None => location,
+        }
+    }
 }
 
 impl TemplateValues for RenderValues<'_> {
     fn value(&self, name: &str) -> Option<TemplateValue<'_>> {
-        if let Some((_, v)) = self.inputs.iter().find(|(n, _)| *n == name) {
-            return Some(TemplateValue::Text(Cow::Borrowed(v)));
+        if let Some(i) = self.inputs.iter().position(|(n, _)| *n == name) {
+            return match &self.inputs[i].1 {
+                Ok(v) => Some(TemplateValue::Text(Cow::Borrowed(v))),
+                Err(_) => {
+                    if self.failed.get().is_none() {
+                        self.failed.set(Some(i));
+                    }
+                    // Any text: `render` reports the argument instead of the outcome.
+                    Some(TemplateValue::Text(Cow::Borrowed("_")))
+                }
+            };
         }
         if let Some(at) = self.ctx.date_value(name) {
             return Some(TemplateValue::Date(at));
@@ -193,7 +256,7 @@ impl TemplateValues for RenderValues<'_> {
 
     fn names(&self) -> Vec<String> {
         let mut names = self.ctx.keys();
-        names.extend(self.inputs.iter().map(|(n, _)| n.to_string()));
+        names.extend(self.arguments.iter().map(|n| n.to_string()));
         names.sort();
         names.dedup();
         names

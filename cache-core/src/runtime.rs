@@ -8,13 +8,14 @@ use crate::context::{from_instant, instant, to_nanos, Context, Held, Holding, Ta
 use crate::flow::{FlowRunInfo, TaskRunReport};
 use crate::hash::{HashError, InputDigest, InputHasher};
 use crate::parameters::Parameters;
-use crate::persist::{self, Backend, RenderValues};
+use crate::persist::{self, Backend, RenderValues, RenderedInputs};
 use crate::result::{Location, LocationLock, ResultBackend};
 use crate::state::{
     panic_message, Cached, Failure, HashedInputs, Output, State, StateKind, StateRecord,
 };
 use crate::store::{Entry, Join, KeyCache, Lookup, MissReason};
 use crate::task::TaskSpec;
+use crate::template::RenderError;
 use crate::validators::CacheValidator;
 use chrono::{Duration as TimeDelta, Utc};
 use serde::de::DeserializeOwned;
@@ -69,23 +70,67 @@ pub trait PersistableOutput: Serialize + DeserializeOwned + 'static {}
 
 impl<T: Serialize + DeserializeOwned + 'static> PersistableOutput for T {}
 
-/// The bound on an argument named in a target template.
+/// The bound on an argument named in a template written in `#[task(...)]`.
 #[diagnostic::on_unimplemented(
-    message = "task argument `{Self}` is named in the task's target, so it must implement `Display`",
-    label = "rendered into the target's path",
-    note = "implement `std::fmt::Display` for the type, or remove the argument from the target template"
+    message = "task argument `{Self}` is named in a template written in `#[task(...)]` (its `target` or `result` location), so it must implement `Display`",
+    label = "rendered into the path",
+    note = "implement `std::fmt::Display` for the type, or remove the argument from the template"
 )]
 pub trait TemplateInput: std::fmt::Display {}
 
 impl<T: std::fmt::Display + ?Sized> TemplateInput for T {}
 
-/// Renders an argument named in a template.
+/// Renders an argument named in a template written in `#[task(...)]`.
 pub fn template_input<T: TemplateInput + ?Sized>(value: &T) -> String {
     value.to_string()
 }
 
-/// The arguments named in templates, rendered: `(name, text)` pairs.
-pub type RenderInputs<'a, I> = &'a dyn Fn(&I) -> Vec<(&'static str, String)>;
+/// An argument that no template written in `#[task(...)]` names, on its way into a
+/// template built elsewhere (a shared `result`): rendered with `Display` when its type
+/// has it, else through serde ([`render_value`](crate::template::render_value)), else
+/// not at all. Which one is chosen at compile time by method resolution: the generated
+/// code calls `(&&ArgumentText(x)).render_argument()` with the three traits in scope.
+pub struct ArgumentText<'a, T: ?Sized>(pub &'a T);
+
+/// [`ArgumentText`] of a `Display` type, the first choice.
+pub trait RenderWithDisplay {
+    /// The argument's text.
+    fn render_argument(&self) -> Result<String, RenderError>;
+}
+
+impl<T: std::fmt::Display + ?Sized> RenderWithDisplay for &ArgumentText<'_, T> {
+    fn render_argument(&self) -> Result<String, RenderError> {
+        Ok(self.0.to_string())
+    }
+}
+
+/// [`ArgumentText`] of a `Serialize` type without `Display`, the second choice.
+pub trait RenderWithSerde {
+    /// The argument's text.
+    fn render_argument(&self) -> Result<String, RenderError>;
+}
+
+impl<T: Serialize + ?Sized> RenderWithSerde for &&ArgumentText<'_, T> {
+    fn render_argument(&self) -> Result<String, RenderError> {
+        crate::template::render_value(self.0)
+    }
+}
+
+/// [`ArgumentText`] of a type with neither, the last choice: an error if a template
+/// names it.
+pub trait RenderWithNothing {
+    /// Why the argument has no text.
+    fn render_argument(&self) -> Result<String, RenderError>;
+}
+
+impl<T: ?Sized> RenderWithNothing for ArgumentText<'_, T> {
+    fn render_argument(&self) -> Result<String, RenderError> {
+        Err(RenderError::new(
+            "its type implements neither `Display` nor `serde::Serialize`; implement one of them"
+                .to_owned(),
+        ))
+    }
+}
 
 /// Where a task's `result = …` expression is kept once evaluated, whatever its type.
 pub struct ResultCell(std::sync::OnceLock<Box<dyn Any + Send + Sync>>);
@@ -116,7 +161,9 @@ struct PersistConfig<'s, I, T> {
     backend: &'s (dyn Backend<T> + 's),
     checkpoint: Option<bool>,
     target: Option<&'static str>,
-    inputs: Option<RenderInputs<'s, I>>,
+    /// The arguments the templates name, rendered by [`TaskRun::template_inputs`].
+    inputs: RenderedInputs,
+    _inputs: std::marker::PhantomData<fn(&I)>,
 }
 
 type Lookuper<T> = fn(
@@ -222,7 +269,8 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
             backend,
             checkpoint,
             target: None,
-            inputs: None,
+            inputs: Vec::new(),
+            _inputs: std::marker::PhantomData,
         });
         self
     }
@@ -236,10 +284,55 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
         self
     }
 
-    /// Renders the arguments that templates name.
-    pub fn template_inputs(mut self, inputs: RenderInputs<'s, I>) -> Self {
-        if let Some(p) = &mut self.persist {
-            p.inputs = Some(inputs);
+    /// Renders the arguments that the target and the result's location template name,
+    /// now, before the body takes them: `render(inputs, name)` is the text of the
+    /// argument `name` (`None` for a name that is no argument). Call after
+    /// [`result`](Self::result) and [`target`](Self::target).
+    ///
+    /// Only the named arguments are rendered, and nothing at all when the task has
+    /// neither template or persists nothing in this context. `render` is not kept, so
+    /// the run (and an `async` task's future) holds no reference to it.
+    pub fn template_inputs<F>(mut self, render: F) -> Self
+    where
+        F: Fn(&I, &str) -> Option<Result<String, RenderError>>,
+    {
+        let Some(p) = &mut self.persist else {
+            return self;
+        };
+        let location = p.backend.location_template();
+        if p.target.is_none() && location.is_none() {
+            return self;
+        }
+        let arguments = self.spec.inputs();
+        let templates = [p.target, location];
+        // A template that holds no argument's name anywhere needs no parsing.
+        let names_some = |t: &str| arguments.iter().any(|a| t.contains(a));
+        if !templates.iter().flatten().any(|t| names_some(t)) {
+            return self;
+        }
+        let on = Context::with_current(|ctx| match ctx {
+            Some(ctx) => persist::enabled(p.checkpoint, ctx),
+            None => persist::enabled(p.checkpoint, &Context::default()),
+        });
+        if !on {
+            return self;
+        }
+        for template in templates.into_iter().flatten().filter(|t| names_some(t)) {
+            // A template that does not parse is reported when it is rendered.
+            let Ok(parsed) = crate::template::Template::parse(template) else {
+                continue;
+            };
+            for name in parsed.placeholders() {
+                let Some(&argument) = arguments.iter().find(|a| **a == name) else {
+                    continue;
+                };
+                if p.inputs.iter().any(|(n, _)| *n == argument) {
+                    continue;
+                }
+                if let Some(text) = render(&self.inputs, argument) {
+                    p.inputs.push((argument, text));
+                }
+            }
         }
         self
     }
@@ -286,8 +379,6 @@ struct Prepared {
     persist: bool,
     /// The rendered target, locked until the output is written.
     target: Option<HeldTarget>,
-    /// The arguments named in templates, rendered.
-    template_inputs: Vec<(&'static str, String)>,
     /// The cross-process lock on the cache record these inputs will get, held until it
     /// is written, so that processes racing on the same inputs run the body once.
     _record_lock: Option<LocationLock>,
@@ -306,7 +397,6 @@ impl Prepared {
             _flight: None,
             persist: false,
             target: None,
-            template_inputs: Vec::new(),
             _record_lock: None,
             holding: Vec::new(),
         }
@@ -314,17 +404,11 @@ impl Prepared {
 
     /// Adds the target check's outcome, and records in the run's context what the run
     /// holds, so that a task its body calls does not wait for it.
-    fn finish_preparing(
-        &mut self,
-        spec: &TaskSpec,
-        target: Option<HeldTarget>,
-        template_inputs: Vec<(&'static str, String)>,
-    ) {
+    fn finish_preparing(&mut self, spec: &TaskSpec, target: Option<HeldTarget>) {
         if let Some(held) = target.as_ref().and_then(|t| t.holding.as_ref()) {
             self.holding.push(Holding::Lock(held.clone()));
         }
         self.target = target;
-        self.template_inputs = template_inputs;
         for what in self.holding.drain(..) {
             self.ctx.held = Some(Arc::new(Held {
                 what,
@@ -373,7 +457,7 @@ enum TargetCheck<T> {
     /// The run is over: served from the target, or failed to render it.
     Done(State<T>),
     /// No target, or it does not exist yet (and is now locked).
-    Run(Option<HeldTarget>, Vec<(&'static str, String)>),
+    Run(Option<HeldTarget>),
 }
 
 impl<'s, I, T, H> TaskRun<'s, I, T, H>
@@ -383,9 +467,9 @@ where
     /// Runs the call: a cached output if a valid one exists, else the body, retried as
     /// the spec says. Returns the final state.
     pub fn run(mut self, mut body: impl FnMut(I) -> T) -> State<T> {
-        let (target, template_inputs) = match self.check_target() {
+        let target = match self.check_target() {
             TargetCheck::Done(state) => return state,
-            TargetCheck::Run(t, i) => (t, i),
+            TargetCheck::Run(t) => t,
         };
         let mut prepared = loop {
             match self.check() {
@@ -394,7 +478,7 @@ where
                 Checked::Run(p) => break *p,
             }
         };
-        prepared.finish_preparing(self.spec, target, template_inputs);
+        prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
         loop {
@@ -425,9 +509,9 @@ where
     where
         F: Future<Output = T>,
     {
-        let (target, template_inputs) = match self.check_target() {
+        let target = match self.check_target() {
             TargetCheck::Done(state) => return state,
-            TargetCheck::Run(t, i) => (t, i),
+            TargetCheck::Run(t) => t,
         };
         let mut prepared = loop {
             match self.check() {
@@ -436,7 +520,7 @@ where
                 Checked::Run(p) => break *p,
             }
         };
-        prepared.finish_preparing(self.spec, target, template_inputs);
+        prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
         loop {
@@ -469,31 +553,27 @@ where
     fn check_target(&self) -> TargetCheck<T> {
         let spec = self.spec;
         let Some(p) = &self.persist else {
-            return TargetCheck::Run(None, Vec::new());
+            return TargetCheck::Run(None);
         };
         // Nothing to render (no target, no location template): nothing to do here, and a
         // cache hit of such a task pays for none of it.
         if p.target.is_none() && p.backend.location_template().is_none() {
-            return TargetCheck::Run(None, Vec::new());
+            return TargetCheck::Run(None);
         }
         let ctx = Context::current();
         if !persist::enabled(p.checkpoint, &ctx) {
-            return TargetCheck::Run(None, Vec::new());
+            return TargetCheck::Run(None);
         }
-        let template_inputs = p.inputs.map(|f| f(&self.inputs)).unwrap_or_default();
         let Some(template) = p.target else {
-            return TargetCheck::Run(None, template_inputs);
+            return TargetCheck::Run(None);
         };
         let mut task_ctx = ctx.clone();
         task_ctx.task = Some(TaskInfo {
             name: spec.name(),
             run_count: 1,
         });
-        let values = RenderValues {
-            ctx: &task_ctx,
-            inputs: &template_inputs,
-        };
-        let location = match persist::render(spec.name(), template, &values) {
+        let values = RenderValues::new(&task_ctx, &p.inputs, spec.inputs());
+        let location = match values.render(spec.name(), template) {
             Ok(l) => l,
             Err(e) => {
                 let message = format!("Task run failed: its target cannot be used: {e}");
@@ -544,14 +624,11 @@ where
             }
         }
         let holding = lock.as_ref().map(|_| id);
-        TargetCheck::Run(
-            Some(HeldTarget {
-                location,
-                _lock: lock,
-                holding,
-            }),
-            template_inputs,
-        )
+        TargetCheck::Run(Some(HeldTarget {
+            location,
+            _lock: lock,
+            holding,
+        }))
     }
 
     /// The cache check: a hit, a flight to wait for, or what the run path needs.
@@ -731,7 +808,6 @@ where
                 _flight: flight,
                 persist: persist.is_some(),
                 target: None,
-                template_inputs: Vec::new(),
                 _record_lock: record_lock,
                 holding,
             }))
@@ -1028,11 +1104,7 @@ fn checkpoint<I, T>(
                     name: spec.name(),
                     run_count: state.run_count,
                 });
-                let values = RenderValues {
-                    ctx: &task_ctx,
-                    inputs: &prepared.template_inputs,
-                };
-                persist::render(spec.name(), template, &values)
+                RenderValues::new(&task_ctx, &p.inputs, spec.inputs()).render(spec.name(), template)
             }
             None => Ok(p.backend.default_location(spec.name())),
         },

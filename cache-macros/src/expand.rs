@@ -178,31 +178,20 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
             Some((_, on)) => quote!(::core::option::Option::Some(#on)),
             None => quote!(::core::option::Option::None),
         };
+        // `result = shared()` would make `|| shared()` a redundant closure in the user's
+        // code for clippy: the closure is bound where that lint is allowed.
+        let make = proc_macro2::Ident::new("make_result", proc_macro2::Span::mixed_site());
         result_static = Some(quote! {
             static RESULT: ::taskcache::__private::ResultCell = ::taskcache::__private::ResultCell::new();
+            #[allow(clippy::redundant_closure)]
+            let #make = || #expr;
         });
-        steps.push(quote_spanned!(key.span()=> .result(::taskcache::__private::result(&RESULT, || #expr), #checkpoint)));
+        steps.push(quote_spanned!(key.span()=> .result(::taskcache::__private::result(&RESULT, #make), #checkpoint)));
         if let Some(target) = &args.target {
             steps.push(quote!(.target(#target)));
         }
-        let named = template_inputs(args, func);
-        if !named.is_empty() {
-            let rendered = named.iter().map(|i| {
-                let id = &i.ident;
-                let name = id.to_string();
-                quote_spanned!(id.span()=> (#name, ::taskcache::__private::template_input(#id)))
-            });
-            let pats = owned.iter().map(|i| {
-                if named.iter().any(|n| n.ident == i.ident) {
-                    let id = &i.ident;
-                    quote!(#id)
-                } else {
-                    quote!(_)
-                }
-            });
-            steps.push(quote! {
-                .template_inputs(&|(#(#pats,)*): &(#(#owned_tys,)*)| ::std::vec![#(#rendered),*])
-            });
+        if !func.inputs.is_empty() {
+            steps.push(template_renderer(args, func, &owned_tys));
         }
     }
     if func.returns_result {
@@ -250,8 +239,64 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
     }
 }
 
-/// The arguments that templates name: in `target`, or in a string literal inside the
-/// `result` expression (a `location` template). They are rendered with `Display`.
+/// `.template_inputs(…)`: a closure giving the text of any argument by name, which the
+/// runtime calls for the arguments the target and the result's location template name
+/// (however the result was built), before the body takes them:
+///
+/// ```text
+/// .template_inputs(|(x, label): &(i64, Label), name: &str| {
+///     use ::taskcache::__private::{RenderWithDisplay as _, RenderWithSerde as _, RenderWithNothing as _};
+///     match name {
+///         "x" => Some(Ok(::taskcache::__private::template_input(x))),                  // named inline
+///         "label" => Some((&&::taskcache::__private::ArgumentText(label)).render_argument()),
+///         _ => None,
+///     }
+/// })
+/// ```
+///
+/// An argument named in a template written in the attribute must be `Display` (a compile
+/// error at the argument otherwise) and renders with it; any other renders with
+/// `Display` if its type has it, else through serde (scalars only), else is an error
+/// when a template names it. Borrowed arguments are captured; the closure is called
+/// once by the builder and not kept.
+fn template_renderer(args: &TaskArgs, func: &Function, owned_tys: &[&syn::Type]) -> TokenStream {
+    let inline = template_inputs(args, func);
+    let name = proc_macro2::Ident::new("name", proc_macro2::Span::mixed_site());
+    let pats = func.owned().map(|i| &i.ident);
+    let arms = func.inputs.iter().map(|i| {
+        let id = &i.ident;
+        let key = id.to_string();
+        if inline.iter().any(|n| n.ident == *id) {
+            quote_spanned! {id.span()=>
+                #key => ::core::option::Option::Some(::core::result::Result::Ok(
+                    ::taskcache::__private::template_input(#id),
+                )),
+            }
+        } else {
+            quote! {
+                #key => ::core::option::Option::Some(
+                    (&&::taskcache::__private::ArgumentText(#id)).render_argument(),
+                ),
+            }
+        }
+    });
+    quote! {
+        .template_inputs(|(#(#pats,)*): &(#(#owned_tys,)*), #name: &str| {
+            #[allow(unused_imports)]
+            use ::taskcache::__private::{
+                RenderWithDisplay as _, RenderWithNothing as _, RenderWithSerde as _,
+            };
+            match #name {
+                #(#arms)*
+                _ => ::core::option::Option::None,
+            }
+        })
+    }
+}
+
+/// The arguments that templates written in the attribute name: in `target`, or in a
+/// string literal inside the `result` expression (a `location` template). They must be
+/// `Display`, checked at compile time.
 fn template_inputs<'f>(args: &TaskArgs, func: &'f Function) -> Vec<&'f crate::model::Input> {
     let mut templates: Vec<String> = args.target.iter().map(|t| t.value()).collect();
     if let Some((_, expr)) = &args.result {

@@ -28,8 +28,10 @@
 //! ```
 
 mod parse;
+mod value;
 
 pub use parse::{parse_template, ParseError, ParsedTemplate, Segment};
+pub use value::{render_value, RenderError};
 
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -105,6 +107,16 @@ pub enum TemplateError {
         value: String,
         /// The offending component: `""`, `"."` or `".."`.
         component: &'static str,
+    },
+    /// The template names a task argument whose value has no text form.
+    #[error("template `{template}` names the task argument `{name}`, which cannot be rendered: {reason}")]
+    Argument {
+        /// The template.
+        template: String,
+        /// The argument's name.
+        name: String,
+        /// Why ([`RenderError`]'s message).
+        reason: String,
     },
     /// A format was given for a value that is not a date.
     #[error(
