@@ -50,3 +50,73 @@ fn async_tasks_cache_retry_and_report() {
         })
     });
 }
+
+static SCOPED_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "1h")]
+async fn today_in_scope() -> String {
+    SCOPED_RUNS.fetch_add(1, Ordering::SeqCst);
+    taskcache::context::current().today()
+}
+
+#[test]
+fn a_context_scopes_a_future_across_its_awaits() {
+    let monday = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 23, 9, 0, 0).unwrap();
+    let first = Context::current()
+        .with_cache(OutputCache::new())
+        .with_date(monday);
+    let value = pollster::block_on(first.scope_async(async {
+        // A yield between polls: the context is installed again on the next one.
+        YieldOnce(false).await;
+        today_in_scope().await
+    }));
+    assert_eq!(value, "2026-11-23");
+    // Another isolated cache: the output cached above is not seen.
+    let again = pollster::block_on(
+        Context::current()
+            .with_cache(OutputCache::new())
+            .scope_async(today_in_scope::run()),
+    );
+    assert!(!again.is_cached());
+    assert_eq!(SCOPED_RUNS.load(Ordering::SeqCst), 2);
+}
+
+/// Pending once, then ready: forces a second poll.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+#[task]
+fn in_thread(x: u64) -> u64 {
+    x + 1
+}
+
+#[test]
+fn tasks_in_a_thread_spawned_with_the_context_report_to_the_flow() {
+    let run = Flow::new("threads").run(|| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| taskcache::context::spawn(move || in_thread(i)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(
+        run.task_runs().len(),
+        3,
+        "each task in a spawned thread reported"
+    );
+    assert_eq!(run.into_output(), 6);
+}

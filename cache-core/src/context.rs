@@ -17,8 +17,12 @@
 //! });
 //! ```
 //!
-//! The context is per thread. A thread you spawn starts with the default context; pass
-//! `Context::current()` into it and call [`Context::scope`] there to carry it along.
+//! The context is per thread, and per future for async code:
+//! [`Context::scope_async`] installs a context on every poll of a future, so that an
+//! async test can isolate the cache or pin the date. A thread you spawn starts with the
+//! default context; [`spawn`] starts one that carries the caller's (a flow's tasks
+//! inside it report to the flow), or pass `Context::current()` into the thread and call
+//! [`Context::scope`] there.
 
 use crate::flow::FlowRunInfo;
 use crate::parameters::Parameters;
@@ -261,6 +265,30 @@ impl Context {
     pub fn scope<R>(self, f: impl FnOnce() -> R) -> R {
         let _guard = self.enter();
         f()
+    }
+
+    /// `future`, with `self` as the current context whenever it is polled: the async
+    /// twin of [`scope`](Self::scope).
+    ///
+    /// ```
+    /// use taskcache_core::context::Context;
+    /// use taskcache_core::store::OutputCache;
+    /// # let block_on = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut f = f;
+    /// #     while f.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending() {}
+    /// # };
+    /// let isolated = Context::current().with_cache(OutputCache::new());
+    /// block_on(Box::pin(isolated.scope_async(async {
+    ///     // Tasks awaited here use their own output cache.
+    ///     assert!(taskcache_core::context::current().cache().len_of("any") == 0);
+    /// })));
+    /// ```
+    pub fn scope_async<F: std::future::Future>(self, future: F) -> Scoped<F> {
+        Scoped {
+            ctx: self,
+            future: Box::pin(future),
+        }
     }
 
     /// Makes `self` the current context until the guard is dropped.
@@ -510,6 +538,55 @@ impl fmt::Debug for Context {
             .field("map_index", &self.map_index)
             .finish_non_exhaustive()
     }
+}
+
+/// A future run with a context installed on every poll: see [`Context::scope_async`].
+/// (Boxed, so that no pin projection, and no `unsafe`, is needed.)
+#[must_use = "a future does nothing until it is awaited"]
+pub struct Scoped<F> {
+    ctx: Context,
+    future: std::pin::Pin<Box<F>>,
+}
+
+impl<F: std::future::Future> std::future::Future for Scoped<F> {
+    type Output = F::Output;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let future = this.future.as_mut();
+        this.ctx.clone().scope(|| future.poll(cx))
+    }
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Spawns a thread that runs `f` in the caller's context, as [`std::thread::spawn`]
+/// does with the default one: the tasks `f` calls see the flow, its parameters, the
+/// pinned date and the cache in force here, and report to the flow.
+///
+/// ```
+/// use taskcache_core::context::{self, Context};
+/// let date = chrono::DateTime::from_timestamp(0, 0).unwrap();
+/// Context::current().with_date(date).scope(|| {
+///     let today = context::spawn(|| context::current().today()).join().unwrap();
+///     assert_eq!(today, "1970-01-01");
+/// });
+/// ```
+pub fn spawn<F, R>(f: F) -> std::thread::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let ctx = Context::current();
+    std::thread::spawn(move || ctx.scope(f))
 }
 
 /// Restores the previous context when dropped.
