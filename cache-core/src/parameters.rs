@@ -58,6 +58,7 @@ impl Parameter {
 
 /// Why a value could not become a flow parameter.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParameterError {
     /// The value could not be hashed.
     #[error(transparent)]

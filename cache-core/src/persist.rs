@@ -265,6 +265,7 @@ impl TemplateValues for RenderValues<'_> {
 
 /// Why persistence could not serve or record a run: shown on the state and logged.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PersistError {
     /// A template could not be rendered.
     #[error("task `{task}`: {source}")]

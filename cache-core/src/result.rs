@@ -194,6 +194,7 @@ pub trait Serializer: Send + Sync + fmt::Debug + 'static {
 
 /// Why a backend could not do what was asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResultError {
     /// The file system failed (permission denied, disk full, a file where a directory
     /// should be, …).

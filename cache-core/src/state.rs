@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 /// Which state a task run is in; the data-free part of a [`State`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StateKind {
     /// The run has not started yet.
     Pending,
@@ -152,6 +153,7 @@ impl Cached {
 }
 
 /// How a failed run failed.
+#[non_exhaustive]
 pub enum Failure<T> {
     /// The body returned an error value (a task returning `Result` returned `Err`).
     /// The whole return value is kept so that calling the task returns it unchanged.

@@ -16,6 +16,7 @@ pub type ValidatorFn = fn(&Cached, &HashedInputs<'_>, &Parameters) -> bool;
 
 /// How a task decides whether a cached output is still valid (`cache_validator = …`).
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub enum CacheValidator {
     /// Never use a cached output.
     NeverUse,

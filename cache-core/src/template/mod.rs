@@ -46,6 +46,7 @@ pub struct Template {
 
 /// A value a placeholder renders.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum TemplateValue<'a> {
     /// A date, formatted with the placeholder's strftime format (RFC 3339 without one).
     Date(DateTime<Utc>),
@@ -63,6 +64,7 @@ pub trait TemplateValues {
 
 /// Why a template could not be parsed or rendered.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum TemplateError {
     /// The template does not parse.
     #[error("template `{template}` is invalid: {message} (at byte {offset})")]
