@@ -165,15 +165,16 @@ pub trait Serializer: Send + Sync + fmt::Debug + 'static {
     /// Decodes one value from `input`, streaming, and leaves whatever follows it
     /// unconsumed (the caller checks that nothing does).
     ///
-    /// `input` yields at most `max_len` bytes. No single allocation may exceed a fixed
-    /// multiple of `max_len`, whatever lengths the bytes claim: a crafted length must
-    /// fail quickly, not exhaust memory. When `input`'s buffer already holds all
-    /// `max_len` bytes (a payload read whole, or held in memory), an implementation
-    /// may decode from that slice directly.
+    /// `input` yields at most `max_len` bytes. Nothing may be allocated for a length
+    /// the bytes claim ahead of the bytes behind it: a claim larger than what `input`
+    /// can still yield fails before allocating, and buffers grow as bytes arrive, so a
+    /// crafted length fails quickly instead of exhausting memory. When `input`'s buffer
+    /// already holds all `max_len` bytes (a payload read whole, or held in memory), an
+    /// implementation may decode from that slice directly.
     ///
     /// (`BufRead` rather than `Read`: a serializer that read ahead into its own buffer
-    /// would swallow the bytes the caller checks for; `max_len`: bincode needs a bound
-    /// to limit what a claimed length may allocate.)
+    /// would swallow the bytes the caller checks for; `max_len`: to refuse claims
+    /// beyond the bytes left.)
     ///
     /// # Errors
     /// When the bytes are not an encoded `T`.

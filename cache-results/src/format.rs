@@ -25,8 +25,8 @@
 //! length is the file's), then the payload's SHA-256, and only then decode it: damaged
 //! bytes are never decoded. Small files are read whole; a large payload is hashed in a
 //! first streaming pass and decoded in a second, so it is never held in memory beside
-//! the value. Every allocation is bounded by the real file length, or by a fixed
-//! multiple of it inside the serializer.
+//! the value. Nothing is allocated for a length the bytes claim ahead of the bytes
+//! behind it: every allocation is bounded by the real file length.
 //!
 //! **`Vec<u8>`**: serde hands a byte vector over one byte at a time. With a serializer
 //! whose encoding of it is bincode's ([`Serializer::encodes_bytes_as_bincode`]: a varint
