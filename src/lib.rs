@@ -24,21 +24,22 @@
 //!
 //! let state = add::run(1, 2); // the final state, for callers who want to know more
 //! assert!(state.is_cached());
-//! assert_eq!(add::spec().cache_key(), "add");
+//! assert!(add::spec().cache_key().ends_with("::add")); // the function's path
 //! ```
 //!
 //! # Task arguments
 //! | argument | meaning |
 //! |---|---|
-//! | `name = "…"` | the task's name (default: the function's) |
+//! | `name = "…"` | the task's name (default: the function's); written out, also the cache key |
 //! | `cache_for = "1h"` | cache successful outputs this long (`"30s"`, `"15m"`, `"1h30m"`, `"2days"`) |
 //! | `cache_validator = …` | which cached outputs are valid: `duration_only` (default), `never_use`, `all_inputs`, `all_parameters`, `partial_inputs_only(a, b)`, `partial_parameters_only(a, b)`, or the path of a [`validators::ValidatorFn`] of your own |
-//! | `cache_key = "…"` | store outputs under this key instead of the task's name: every task and flow naming it shares them |
+//! | `cache_key = "…"` | store outputs under this key instead of the default (the function's path, `my_crate::module::add`, or the `name` written out): every task and flow naming it shares them |
 //! | `max_retries = 3` | run a failed body again, up to this many times |
 //! | `retry_delay = "2s"` | wait this long before each retry |
 //!
-//! A body fails when it panics, or when the function returns a type spelled
-//! `Result<…>` and the body returns `Err`. Once retries are spent, calling the task
+//! A body fails when it panics, or when it returns `Err`: the return type is a `Result`,
+//! whatever it is called (an alias, `io::Result`, a re-export under another name). An
+//! `Err` is never cached nor written. Once retries are spent, calling the task
 //! returns that `Err` (or panics again); `my_task::run(…)` returns the `Failed` state.
 //!
 //! # What the macro generates
@@ -90,6 +91,10 @@ pub mod __private {
     pub use taskcache_core::runtime::{
         result, template_input, ArgumentText, RenderWithDisplay, RenderWithNothing,
         RenderWithSerde, ResultCell, TaskRun,
+    };
+    pub use taskcache_core::task::{
+        CachedAsSuccess, CachedWhole, FailsWithDebug, FailsWithDisplay, FailsWithoutText,
+        NeverFails, OutputType,
     };
 
     use serde::Serialize;

@@ -328,3 +328,53 @@ fn durations_past_the_end_of_the_calendar_do_not_panic() {
             assert_eq!(state.run_count(), 2);
         });
 }
+
+#[task(cache_for = "1h", cache_validator = all_inputs, checkpoint,
+       result = LocalResult::new(dir("swapped")))]
+fn plus_one(x: u64) -> u64 {
+    x + 1
+}
+
+#[task(cache_for = "1h", cache_validator = all_inputs, checkpoint,
+       result = LocalResult::new(dir("swapped")))]
+fn plus_two(x: u64) -> u64 {
+    x + 2
+}
+
+#[test]
+fn a_record_copied_under_another_tasks_key_is_not_that_tasks() {
+    if child().is_some() {
+        let state = plus_two::run(1);
+        println!(
+            "value={} cached={}",
+            state.value().unwrap(),
+            state.is_cached()
+        );
+        return;
+    }
+    let test = "a_record_copied_under_another_tasks_key_is_not_that_tasks";
+    assert_eq!(plus_one(1), 2);
+    assert_eq!(plus_two(1), 3);
+    let found = records(&dir("swapped"));
+    assert_eq!(found.len(), 2, "{found:?}");
+    // Same inputs, so the same record name under each task's key.
+    assert_eq!(found[0].file_name(), found[1].file_name());
+    let ours = run_child(test, "1");
+    assert!(ours.contains("value=3 cached=true"), "{ours}");
+    // Put plus_one's record (pointing at its own, intact result) in plus_two's place.
+    let (one, two) = if std::fs::read(&found[0])
+        .unwrap()
+        .windows(8)
+        .any(|w| w == b"plus_one")
+    {
+        (&found[0], &found[1])
+    } else {
+        (&found[1], &found[0])
+    };
+    std::fs::copy(one, two).unwrap();
+    let out = run_child(test, "1");
+    assert!(
+        out.contains("value=3 cached=false"),
+        "another key's record: {out}"
+    );
+}

@@ -354,11 +354,14 @@ pub(crate) fn lock<T>(
 /// fields are refused, so that a damaged record cannot read as a different valid one;
 /// the backend stores it in the checked file format besides. `result` pins the payload
 /// the record describes: a file at `location` with another payload is not this output.
+/// `cache_key` is the key it was stored under: a record copied under another key (say
+/// into another task's directory) is not that key's.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Record {
     version: u32,
     task: String,
+    cache_key: String,
     location: String,
     result: PayloadDigest,
     #[serde(deserialize_with = "Option::deserialize")]
@@ -403,6 +406,7 @@ pub(crate) fn put_record<T>(
     let record = Record {
         version: RECORD_VERSION,
         task: task.to_owned(),
+        cache_key: cached.cache_key.to_string(),
         location: location.as_str().to_owned(),
         result,
         expiration: cached.expiration,
@@ -495,7 +499,7 @@ fn decode_record(
     key: &'static str,
 ) -> Option<(Cached, Location, PayloadDigest)> {
     let record: Record = serde_json::from_slice(bytes).ok()?;
-    if record.version != RECORD_VERSION {
+    if record.version != RECORD_VERSION || record.cache_key != key {
         return None;
     }
     // Records are only compared with runs of tasks under the same key; a record made by

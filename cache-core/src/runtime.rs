@@ -28,18 +28,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as PollContext, Poll, Waker};
 
-/// A return type whose values can be failures: `Result<T, E>` fails on `Err`.
-pub trait Fallible {
-    /// The failure's message, or `None` for a success.
-    fn failure_message(&self) -> Option<String>;
-}
-
-impl<T, E: std::fmt::Display> Fallible for Result<T, E> {
-    fn failure_message(&self) -> Option<String> {
-        self.as_ref().err().map(|e| e.to_string())
-    }
-}
-
 /// The bound on the output of a task with `cache_for`.
 #[diagnostic::on_unimplemented(
     message = "the output type `{Self}` of a task with `cache_for` must be `Clone + Send + Sync + 'static`",
@@ -238,23 +226,22 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
         }
     }
 
-    /// Counts an `Err` returned by the body as a failure.
-    pub fn fallible(mut self) -> Self
-    where
-        T: Fallible,
-    {
-        self.classify = Some(T::failure_message);
+    /// Tells failed outputs from successful ones: `classify` gives a failure's message
+    /// (an `Err`), or `None` for a success. The generated code picks it by the return
+    /// type ([`crate::task::OutputType`]); `None` for a type whose values all succeed.
+    pub fn fallible(mut self, classify: Option<crate::task::Classifier<T>>) -> Self {
+        self.classify = classify;
         self
     }
 
-    /// Caches successful outputs as the spec says (`cache_for`).
-    pub fn cache_output(mut self) -> Self
-    where
-        T: CacheableOutput,
-    {
+    /// Caches successful outputs as the spec says (`cache_for`), kept as `value` says:
+    /// whole, or only the `T` of an `Ok(T)` ([`crate::task::CachedValue`], whose
+    /// construction carries the bounds: [`CacheableOutput`], or
+    /// [`crate::task::CacheableSuccess`] on the `T` of a `Result`).
+    pub fn cache_output(mut self, value: crate::task::CachedValue<T>) -> Self {
         self.output_caching = Some(OutputCaching {
-            find: KeyCache::find::<T>,
-            erase: |v| Box::new(v.clone()),
+            find: value.find,
+            erase: value.erase,
         });
         self
     }
@@ -587,6 +574,11 @@ where
             // A `None` does not satisfy a target (it is never written; one found there
             // was put by something else).
             if p.backend.is_none(&value) {
+                return None;
+            }
+            // Nor does an `Err` (never written by a task; one found there was put by
+            // something else).
+            if self.classify.is_some_and(|c| c(&value).is_some()) {
                 return None;
             }
             let now = ctx.clock.now();

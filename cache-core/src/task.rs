@@ -1,7 +1,14 @@
-//! Task settings: what `#[task(...)]` turns into, readable as `my_task::spec()`.
+//! Task settings: what `#[task(...)]` turns into, readable as `my_task::spec()`; and
+//! how a task treats its output type (which values are failures, what is cached).
 
-use crate::store::KeyCache;
+use crate::hash::InputDigest;
+use crate::parameters::Parameters;
+use crate::runtime::CacheableOutput;
+use crate::state::HashedInputs;
+use crate::store::{KeyCache, Lookup};
 use crate::validators::CacheValidator;
+use std::any::Any;
+use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -118,7 +125,10 @@ impl TaskSpec {
         self.cache_validator
     }
 
-    /// The key outputs are stored under: `cache_key`, or the task's name.
+    /// The key outputs are stored under: `cache_key`, or the task's name. `#[task]`
+    /// without `name` or `cache_key` sets the key to the function's path
+    /// (`my_crate::module::load`), so that two tasks of the same name in different
+    /// modules never share outputs.
     pub fn cache_key(&self) -> &'static str {
         self.cache_key.unwrap_or(self.name)
     }
@@ -147,5 +157,250 @@ impl std::fmt::Debug for TaskSpec {
             .field("target", &self.target)
             .field("checkpoint", &self.checkpoint)
             .finish()
+    }
+}
+
+// How a task treats its output type.
+//
+// The code `#[task]` generates names the function's return type, as written, in
+// `OutputType::<R>::NEW`, and calls methods on references to it. Which method runs is
+// decided at compile time by method resolution, which tries `&&&OutputType<R>` first,
+// then `&&OutputType<R>`, `&OutputType<R>` and `OutputType<R>` ("autoref
+// specialisation"): a `Result<T, E>`, whatever it is called (an alias, `io::Result`, a
+// re-export under another name), matches the impls for `Result` and any other type
+// falls through to the last one. The type is known there, so the choice costs nothing
+// at run time.
+
+/// The return type `R` of a task, for the generated code. See the comment above.
+pub struct OutputType<R: ?Sized>(PhantomData<fn() -> R>);
+
+impl<R: ?Sized> OutputType<R> {
+    /// The one value of the type.
+    pub const NEW: Self = OutputType(PhantomData);
+}
+
+impl<R: ?Sized> Clone for OutputType<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: ?Sized> Copy for OutputType<R> {}
+
+/// Tells a failed output from a successful one: the failure's message, or `None`.
+pub type Classifier<R> = fn(&R) -> Option<String>;
+
+/// An `Err` whose error type implements `Display`: a failure with that text.
+pub trait FailsWithDisplay {
+    /// The return type.
+    type Output;
+    /// How to tell a failure.
+    fn classifier(self) -> Option<Classifier<Self::Output>>;
+}
+
+impl<T, E: std::fmt::Display> FailsWithDisplay for &&&OutputType<Result<T, E>> {
+    type Output = Result<T, E>;
+    fn classifier(self) -> Option<Classifier<Result<T, E>>> {
+        Some(|r| r.as_ref().err().map(|e| e.to_string()))
+    }
+}
+
+/// An `Err` whose error type implements `Debug` but not `Display`: a failure with the
+/// `Debug` text.
+pub trait FailsWithDebug {
+    /// The return type.
+    type Output;
+    /// How to tell a failure.
+    fn classifier(self) -> Option<Classifier<Self::Output>>;
+}
+
+impl<T, E: std::fmt::Debug> FailsWithDebug for &&OutputType<Result<T, E>> {
+    type Output = Result<T, E>;
+    fn classifier(self) -> Option<Classifier<Result<T, E>>> {
+        Some(|r| r.as_ref().err().map(|e| format!("{e:?}")))
+    }
+}
+
+/// An `Err` whose error type has no text: a failure that names the type.
+pub trait FailsWithoutText {
+    /// The return type.
+    type Output;
+    /// How to tell a failure.
+    fn classifier(self) -> Option<Classifier<Self::Output>>;
+}
+
+impl<T, E> FailsWithoutText for &OutputType<Result<T, E>> {
+    type Output = Result<T, E>;
+    fn classifier(self) -> Option<Classifier<Result<T, E>>> {
+        Some(|r| {
+            r.as_ref().err().map(|_| {
+                format!(
+                    "returned `Err` (its type `{}` implements neither `Display` nor `Debug`)",
+                    std::any::type_name::<E>()
+                )
+            })
+        })
+    }
+}
+
+/// Any other return type: every value is a success.
+pub trait NeverFails {
+    /// The return type.
+    type Output;
+    /// How to tell a failure: never.
+    fn classifier(self) -> Option<Classifier<Self::Output>>;
+}
+
+impl<R> NeverFails for OutputType<R> {
+    type Output = R;
+    fn classifier(self) -> Option<Classifier<R>> {
+        None
+    }
+}
+
+/// The bound on the success type `T` of a task with `cache_for` returning
+/// `Result<T, E>`: only `Ok` values are cached, so `E` needs nothing.
+#[diagnostic::on_unimplemented(
+    message = "the success type `{Self}` of a task with `cache_for` must be `Clone + Send + Sync + 'static`",
+    label = "`Ok` values are shared between threads and cloned out of the cache (an `Err` is never cached)",
+    note = "derive `Clone` for the type, or return an `Arc` of it"
+)]
+pub trait CacheableSuccess: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> CacheableSuccess for T {}
+
+/// How the output cache keeps the values of a task returning `R`: what is stored (the
+/// whole value, or the `T` of an `Ok(T)`) and how a stored one is given back.
+pub struct CachedValue<R> {
+    /// The first valid candidate, given back as an `R`.
+    pub(crate) find: FindCached<R>,
+    /// What the cache keeps of a successful output.
+    pub(crate) erase: fn(&R) -> Box<dyn Any + Send + Sync>,
+}
+
+/// A lookup in the candidates of one key ([`KeyCache::find`]'s arguments).
+pub(crate) type FindCached<R> = fn(
+    &KeyCache,
+    &CacheValidator,
+    Option<&InputDigest>,
+    Option<&HashedInputs<'_>>,
+    &Parameters,
+    i128,
+) -> Lookup<R>;
+
+/// What the cache holds in place of a value it must never serve (an `Err`, which is
+/// never offered to it): no task's output type, so no lookup ever matches it.
+struct NotCached;
+
+/// A `Result<T, E>` is cached as its `T`, and a hit gives `Ok(t)` back.
+pub trait CachedAsSuccess {
+    /// The success type.
+    type Success;
+    /// The return type.
+    type Output;
+    /// How the cache keeps outputs.
+    fn cached_value(self) -> CachedValue<Self::Output>
+    where
+        Self::Success: CacheableSuccess;
+}
+
+impl<T, E> CachedAsSuccess for &OutputType<Result<T, E>> {
+    type Success = T;
+    type Output = Result<T, E>;
+    fn cached_value(self) -> CachedValue<Result<T, E>>
+    where
+        T: CacheableSuccess,
+    {
+        CachedValue {
+            find: |key, validator, all, each, parameters, now| match key
+                .find::<T>(validator, all, each, parameters, now)
+            {
+                Lookup::Hit(t, cached) => Lookup::Hit(Ok(t), cached),
+                Lookup::Miss(reason) => Lookup::Miss(reason),
+            },
+            erase: |r| match r {
+                Ok(t) => Box::new(t.clone()),
+                Err(_) => Box::new(NotCached),
+            },
+        }
+    }
+}
+
+/// Any other return type is cached whole.
+pub trait CachedWhole {
+    /// The return type.
+    type Output;
+    /// How the cache keeps outputs.
+    fn cached_value(self) -> CachedValue<Self::Output>
+    where
+        Self::Output: CacheableOutput;
+}
+
+impl<R> CachedWhole for OutputType<R> {
+    type Output = R;
+    fn cached_value(self) -> CachedValue<R>
+    where
+        R: CacheableOutput,
+    {
+        CachedValue {
+            find: |key, validator, all, each, parameters, now| {
+                key.find::<R>(validator, all, each, parameters, now)
+            },
+            erase: |v| Box::new(v.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::needless_borrow)] // the borrows choose the impl
+mod tests {
+    use super::*;
+
+    #[allow(unused_imports)]
+    use super::{
+        CachedAsSuccess as _, CachedWhole as _, FailsWithDebug as _, FailsWithDisplay as _,
+        FailsWithoutText as _, NeverFails as _,
+    };
+
+    type Res<T> = Result<T, String>;
+    use std::result::Result as Outcome;
+
+    #[derive(Debug)]
+    struct DebugOnly;
+    struct NoText;
+
+    #[test]
+    fn failures_are_told_by_the_type() {
+        let c = (&&&OutputType::<Res<u32>>::NEW).classifier().unwrap();
+        assert_eq!(c(&Err("bad".into())), Some("bad".to_owned()));
+        assert_eq!(c(&Ok(1)), None);
+        let c = (&&&OutputType::<Outcome<u32, DebugOnly>>::NEW)
+            .classifier()
+            .unwrap();
+        assert_eq!(c(&Err(DebugOnly)), Some("DebugOnly".to_owned()));
+        let c = (&&&OutputType::<std::io::Result<()>>::NEW)
+            .classifier()
+            .unwrap();
+        assert_eq!(c(&Err(std::io::Error::other("gone"))), Some("gone".into()));
+        let c = (&&&OutputType::<Result<u8, NoText>>::NEW)
+            .classifier()
+            .unwrap();
+        assert!(c(&Err(NoText)).unwrap().contains("NoText"));
+        assert!((&&&OutputType::<u32>::NEW).classifier().is_none());
+        assert!((&&&OutputType::<Option<u32>>::NEW).classifier().is_none());
+    }
+
+    #[test]
+    fn only_the_success_of_a_result_is_cached() {
+        let v = (&OutputType::<Result<u32, std::io::Error>>::NEW).cached_value();
+        assert_eq!((v.erase)(&Ok(7)).downcast_ref::<u32>(), Some(&7));
+        assert!((v.erase)(&Err(std::io::Error::other("x")))
+            .downcast_ref::<u32>()
+            .is_none());
+        let v = (&OutputType::<Vec<u8>>::NEW).cached_value();
+        assert_eq!(
+            (v.erase)(&vec![1]).downcast_ref::<Vec<u8>>(),
+            Some(&vec![1])
+        );
     }
 }

@@ -80,7 +80,7 @@ impl Parse for TaskArgs {
                         // `checkpoint` alone means `checkpoint = true`.
                         let value = if input.peek(Token![=]) {
                             input.parse::<Token![=]>()?;
-                            input.parse::<LitBool>()?.value
+                            bool_value(input, "checkpoint")?
                         } else {
                             true
                         };
@@ -98,14 +98,24 @@ impl Parse for TaskArgs {
                     }
                 }
                 match name.as_str() {
-                    "name" => args.name = Some(non_empty(input.parse()?, "name")?),
+                    "name" => args.name = Some(non_empty(text_value(input, "name")?, "name")?),
                     "cache_for" => {
-                        args.cache_for =
-                            Some(positive(parse_duration(&input.parse()?)?, "cache_for")?)
+                        args.cache_for = Some(positive(
+                            parse_duration(&duration_value(input, "cache_for")?)?,
+                            "cache_for",
+                        )?)
                     }
-                    "retry_delay" => args.retry_delay = Some(parse_duration(&input.parse()?)?),
-                    "cache_key" => args.cache_key = Some(non_empty(input.parse()?, "cache_key")?),
-                    "target" => args.target = Some(non_empty(input.parse()?, "target")?),
+                    "retry_delay" => {
+                        args.retry_delay =
+                            Some(parse_duration(&duration_value(input, "retry_delay")?)?)
+                    }
+                    "cache_key" => {
+                        args.cache_key =
+                            Some(non_empty(text_value(input, "cache_key")?, "cache_key")?)
+                    }
+                    "target" => {
+                        args.target = Some(non_empty(text_value(input, "target")?, "target")?)
+                    }
                     "max_retries" => {
                         let lit: LitInt = input.parse().map_err(|e| {
                             syn::Error::new(
@@ -161,14 +171,112 @@ impl Parse for FlowArgs {
                     "`name` is given twice; keep one",
                 ));
             }
+            if !input.peek(Token![=]) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`name` needs a value: write `name = \"…\"`",
+                ));
+            }
             input.parse::<Token![=]>()?;
-            args.name = Some(non_empty(input.parse()?, "name")?);
+            args.name = Some(non_empty(text_value(input, "name")?, "name")?);
             if input.is_empty() {
                 break;
             }
             input.parse::<Token![,]>()?;
         }
         Ok(args)
+    }
+}
+
+/// The tokens of a value written where a literal was expected, up to the next comma.
+fn rest_of_value(input: ParseStream) -> syn::Result<proc_macro2::TokenStream> {
+    let mut tokens = proc_macro2::TokenStream::new();
+    while !input.is_empty() && !input.peek(Token![,]) {
+        tokens.extend([input.parse::<proc_macro2::TokenTree>()?]);
+    }
+    Ok(tokens)
+}
+
+/// The string of `key = "…"` (`name`, `cache_key`, `target`); anything else is an error
+/// that shows the value quoted.
+fn text_value(input: ParseStream, key: &str) -> syn::Result<LitStr> {
+    if input.peek(LitStr) {
+        return input.parse();
+    }
+    let span = input.span();
+    let tokens = rest_of_value(input)?;
+    let single: Vec<_> = tokens.clone().into_iter().collect();
+    let msg = match single.as_slice() {
+        [] => format!("`{key}` needs a value: write `{key} = \"…\"`"),
+        [proc_macro2::TokenTree::Ident(_) | proc_macro2::TokenTree::Literal(_)] => {
+            let written = single[0].to_string();
+            let written = written.trim_matches('\'');
+            format!("`{key}` takes a string literal: write `{key} = \"{written}\"`")
+        }
+        _ => format!(
+            "`{key}` takes a string literal, read at compile time (a constant or an \
+             expression cannot be): write `{key} = \"…\"`"
+        ),
+    };
+    Err(spanned(tokens, span, msg))
+}
+
+/// The string of a duration (`cache_for`, `retry_delay`); a number is an error that
+/// shows it as a string with a unit.
+fn duration_value(input: ParseStream, key: &str) -> syn::Result<LitStr> {
+    if input.peek(LitStr) {
+        return input.parse();
+    }
+    let span = input.span();
+    let number = input.fork().parse::<LitInt>().ok();
+    let tokens = rest_of_value(input)?;
+    let example = match &number {
+        Some(n) if tokens.clone().into_iter().count() == 1 => {
+            let n = n.base10_digits();
+            format!("`{key} = \"{n}s\"` ({n} seconds)")
+        }
+        _ => format!("`{key} = \"1h\"`"),
+    };
+    let msg = if tokens.is_empty() {
+        format!("`{key}` needs a value: write {example}")
+    } else if number.is_some() {
+        format!(
+            "`{key}` takes a duration as a string, with its unit: write {example}, \
+             or another duration such as \"30s\", \"15m\", \"1h30m\", \"2days\""
+        )
+    } else {
+        format!(
+            "`{key}` takes a duration as a string literal, checked at compile time \
+             (a constant or an expression cannot be read): write {example}, or another \
+             duration such as \"30s\", \"15m\", \"1h30m\", \"2days\""
+        )
+    };
+    Err(spanned(tokens, span, msg))
+}
+
+/// `true` or `false` (`checkpoint = …`).
+fn bool_value(input: ParseStream, key: &str) -> syn::Result<bool> {
+    if input.peek(LitBool) {
+        return Ok(input.parse::<LitBool>()?.value);
+    }
+    let span = input.span();
+    let tokens = rest_of_value(input)?;
+    Err(spanned(
+        tokens,
+        span,
+        format!(
+            "`{key}` takes `true` or `false`: write `{key}` (or `{key} = true`) to turn it on, \
+             `{key} = false` to turn it off"
+        ),
+    ))
+}
+
+/// An error over `tokens`, or at `span` when there are none.
+fn spanned(tokens: proc_macro2::TokenStream, span: Span, msg: String) -> syn::Error {
+    if tokens.is_empty() {
+        syn::Error::new(span, msg)
+    } else {
+        syn::Error::new_spanned(tokens, msg)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Emitting the code for an already-checked task or flow.
 //!
 //! For `#[task] fn add(x: i64, y: i64) -> i64 { x + y }` the expansion is:
-//! the function itself, whose body is `add::run(x, y).into_output()`; a type `add` (type
+//! the function itself, whose body is `<add>::run(x, y).into_output()`; a type `add` (type
 //! namespace only, so it does not clash with the function); and an `impl add` with
 //! `spec()` (the settings, a `static`) and `run(…)` (one call of the runtime with the
 //! original body in a closure). Everything from the runtime is named through
@@ -57,7 +57,7 @@ impl<'a> Frame<'a> {
         quote! {
             #(#attrs)*
             #vis #sig {
-                #ident::run(#(#args),*) #dot_await .into_output()
+                <#ident>::run(#(#args),*) #dot_await .into_output()
             }
         }
     }
@@ -67,7 +67,9 @@ impl<'a> Frame<'a> {
         let vis = &self.func.item.vis;
         let ident = self.func.ident();
         let cfgs = &self.cfgs;
-        quote! {
+        // At the function's name: a module or type of the same name in the same module
+        // clashes with this type (E0428), and the error is best shown there.
+        quote_spanned! {ident.span()=>
             #(#cfgs)*
             #[doc = #doc]
             #[allow(non_camel_case_types)]
@@ -117,8 +119,14 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
         let v = validator(v);
         spec_calls.push(quote!(.with_cache_validator(#v)));
     }
-    if let Some(key) = &args.cache_key {
-        spec_calls.push(quote!(.with_cache_key(#key)));
+    match (&args.cache_key, &args.name) {
+        (Some(key), _) => spec_calls.push(quote!(.with_cache_key(#key))),
+        // A `name` written out is the key, so that tasks can share outputs by name.
+        (None, Some(_)) => {}
+        // Unique per function: two tasks called `load` in two modules never share.
+        (None, None) => spec_calls.push(quote!(
+            .with_cache_key(::core::concat!(::core::module_path!(), "::", #name))
+        )),
     }
     if let Some(target) = &args.target {
         spec_calls.push(quote!(.with_target(#target)));
@@ -165,7 +173,19 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
             syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
             syn::ReturnType::Default => cache_for.span,
         };
-        steps.push(quote_spanned!(span=> .cache_output()));
+        // The bounds (`Clone` on the output, or on the `T` of a `Result<T, E>`) are on
+        // the method chosen for the type, reported at the return type.
+        let method = quote_spanned!(span=> cached_value);
+        let chosen = quote! {
+            (&::taskcache::__private::OutputType::<#output>::NEW).#method()
+        };
+        steps.push(quote! {
+            .cache_output({
+                #[allow(unused_imports)]
+                use ::taskcache::__private::{CachedAsSuccess as _, CachedWhole as _};
+                #chosen
+            })
+        });
     }
     if let Some((key, n)) = &args.max_retries {
         if *n > 0 {
@@ -194,9 +214,18 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
             steps.push(template_renderer(args, func, &owned_tys));
         }
     }
-    if func.returns_result {
-        steps.push(quote!(.fallible()));
-    }
+    // Which values are failures, decided by the type whatever it is called: an `Err` of
+    // a `Result` (with its `Display` text, else its `Debug` text), nothing else.
+    steps.push(quote! {
+        .fallible({
+            #[allow(unused_imports)]
+            use ::taskcache::__private::{
+                FailsWithDebug as _, FailsWithDisplay as _, FailsWithoutText as _,
+                NeverFails as _,
+            };
+            (&&&::taskcache::__private::OutputType::<#output>::NEW).classifier()
+        })
+    });
     let block = &func.item.block;
     let run_call = if func.is_async() {
         quote! {

@@ -1,6 +1,8 @@
 //! The annotated function, reduced to what the expansion needs: its arguments by name,
 //! whether it is `async`, what it returns.
 
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
 
@@ -20,11 +22,10 @@ pub struct Input {
 pub struct Function {
     pub item: ItemFn,
     pub inputs: Vec<Input>,
-    /// The return type, `()` when none is written.
+    /// The return type, `()` when none is written. Whether its values can be failures
+    /// (a `Result`, whatever it is called) is decided by the generated code, from the
+    /// type itself.
     pub output: Type,
-    /// True when the return type is spelled `Result<…>` (any path ending in `Result`):
-    /// an `Err` is then a failure.
-    pub returns_result: bool,
 }
 
 impl Function {
@@ -33,6 +34,7 @@ impl Function {
     pub fn from_item(item: ItemFn, what: &str) -> syn::Result<Self> {
         let mut errors: Vec<syn::Error> = Vec::new();
         let mut inputs = Vec::new();
+        check_signature(&item.sig, what, &mut errors);
         for param in &item.sig.generics.params {
             if !matches!(param, GenericParam::Lifetime(_)) {
                 errors.push(syn::Error::new(
@@ -113,12 +115,10 @@ impl Function {
             ReturnType::Default => syn::parse_quote!(()),
             ReturnType::Type(_, ty) => (**ty).clone(),
         };
-        let returns_result = is_result(&output);
         Ok(Function {
             item,
             inputs,
             output,
-            returns_result,
         })
     }
 
@@ -143,15 +143,87 @@ impl Function {
     }
 }
 
-/// True for a type spelled `Result<…>` or `some::path::Result<…>`, also when it comes
-/// through a `macro_rules!` fragment (an invisible group) or parentheses.
-fn is_result(ty: &Type) -> bool {
-    match ty {
-        Type::Path(p) => {
-            p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Result")
-        }
-        Type::Group(g) => is_result(&g.elem),
-        Type::Paren(p) => is_result(&p.elem),
-        _ => false,
+/// The mistakes in the signature outside the arguments' patterns: `const`, `unsafe`,
+/// `impl Trait`, `Self`.
+fn check_signature(sig: &syn::Signature, what: &str, errors: &mut Vec<syn::Error>) {
+    if let Some(c) = &sig.constness {
+        errors.push(syn::Error::new(
+            c.span,
+            format!(
+                "a {what} cannot be a `const fn`: it reads its cache, the clock and the context \
+                 when it is called; remove `const`"
+            ),
+        ));
     }
+    if let Some(u) = &sig.unsafety {
+        errors.push(syn::Error::new(
+            u.span,
+            format!(
+                "a {what} cannot be an `unsafe fn`: its body runs inside a closure, where it \
+                 would lose its `unsafe` context, and the generated `{}::run` would be a safe \
+                 way to call it; remove `unsafe` from the signature and write an `unsafe {{ … }}` \
+                 block in the body, with the reason it is sound",
+                sig.ident
+            ),
+        ));
+    }
+    for arg in &sig.inputs {
+        if let FnArg::Typed(pt) = arg {
+            if let Some(span) = find_ident(pt.ty.to_token_stream(), "impl") {
+                errors.push(syn::Error::new(
+                    span,
+                    format!(
+                        "a {what} argument cannot be `impl Trait`: a {what} has one set of \
+                         settings and one cache, so each argument needs one concrete type; \
+                         take a concrete type (write a {what} for each type you need, calling a \
+                         generic function from its body)"
+                    ),
+                ));
+            }
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Some(span) = find_ident(ty.to_token_stream(), "impl") {
+            errors.push(syn::Error::new(
+                span,
+                format!(
+                    "a {what} cannot return `impl Trait`: its output is kept in its final state \
+                     (and cached), which needs the type's name; return a concrete type, or \
+                     `Box<dyn Trait>`"
+                ),
+            ));
+        }
+    }
+    let in_signature = sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(pt) => Some(pt.ty.to_token_stream()),
+            FnArg::Receiver(_) => None,
+        })
+        .chain(match &sig.output {
+            ReturnType::Type(_, ty) => Some(ty.to_token_stream()),
+            ReturnType::Default => None,
+        })
+        .find_map(|tokens| find_ident(tokens, "Self"));
+    if let Some(span) = in_signature {
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`#[{what}]` goes on a free function, not on a function in an `impl` block: it \
+                 defines a type of the function's name beside it, which an `impl` block cannot \
+                 hold; define the {what} outside the `impl` block, naming the type instead of \
+                 `Self`, and call it from there"
+            ),
+        ));
+    }
+}
+
+/// The first identifier (or keyword) `name` in `tokens`, at any depth.
+fn find_ident(tokens: TokenStream, name: &str) -> Option<Span> {
+    tokens.into_iter().find_map(|tt| match tt {
+        TokenTree::Ident(i) if i == name => Some(i.span()),
+        TokenTree::Group(g) => find_ident(g.stream(), name),
+        _ => None,
+    })
 }

@@ -1,0 +1,8 @@
+use taskcache::prelude::*;
+
+#[task]
+fn show(value: impl std::fmt::Display) -> String {
+    value.to_string()
+}
+
+fn main() {}

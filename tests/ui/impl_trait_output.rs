@@ -1,0 +1,8 @@
+use taskcache::prelude::*;
+
+#[task]
+fn numbers(n: u32) -> impl Iterator<Item = u32> {
+    0..n
+}
+
+fn main() {}
