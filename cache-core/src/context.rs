@@ -6,12 +6,12 @@
 //! [`Clock`] that decides when cached outputs expire:
 //!
 //! ```
-//! use taskcache_core::context::{Context, ManualClock};
+//! use taskcache::context::{Context, ManualClock};
 //! use chrono::{TimeZone, Utc};
 //!
 //! let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap());
 //! Context::current().with_clock(clock.clock()).scope(|| {
-//!     let ctx = taskcache_core::context::current();
+//!     let ctx = taskcache::context::current();
 //!     assert_eq!(ctx.today(), "2026-11-23");
 //!     assert_eq!(ctx.date().format("%A").to_string(), "Monday");
 //! });
@@ -271,8 +271,8 @@ impl Context {
     /// twin of [`scope`](Self::scope).
     ///
     /// ```
-    /// use taskcache_core::context::Context;
-    /// use taskcache_core::store::OutputCache;
+    /// use taskcache::context::Context;
+    /// use taskcache::OutputCache;
     /// # let block_on = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
     /// #     let waker = std::task::Waker::noop();
     /// #     let mut f = f;
@@ -281,7 +281,7 @@ impl Context {
     /// let isolated = Context::current().with_cache(OutputCache::new());
     /// block_on(Box::pin(isolated.scope_async(async {
     ///     // Tasks awaited here use their own output cache.
-    ///     assert!(taskcache_core::context::current().cache().len_of("any") == 0);
+    ///     assert!(taskcache::context::current().cache().len_of("any") == 0);
     /// })));
     /// ```
     pub fn scope_async<F: std::future::Future>(self, future: F) -> Scoped<F> {
@@ -573,7 +573,7 @@ impl<F> fmt::Debug for Scoped<F> {
 /// pinned date and the cache in force here, and report to the flow.
 ///
 /// ```
-/// use taskcache_core::context::{self, Context};
+/// use taskcache::context::{self, Context};
 /// let date = chrono::DateTime::from_timestamp(0, 0).unwrap();
 /// Context::current().with_date(date).scope(|| {
 ///     let today = context::spawn(|| context::current().today()).join().unwrap();

@@ -4,12 +4,12 @@
 //! the same thing at run time:
 //!
 //! ```
-//! use taskcache_core::flow::Flow;
+//! use taskcache::Flow;
 //!
 //! let run = Flow::new("daily")
 //!     .parameter("nrows", &10u32)
 //!     .run(|| {
-//!         let ctx = taskcache_core::context::current();
+//!         let ctx = taskcache::context::current();
 //!         assert_eq!(ctx.flow_name(), Some("daily"));
 //!         ctx.parameters().value::<u32>("nrows").unwrap() * 2
 //!     });

@@ -51,7 +51,7 @@ pub trait Backend<T>: Send + Sync {
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError>;
     /// See [`ResultBackend::list_records`].
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError>;
-    /// Whether `value` is `None`, which is never stored (see [`is_none`]).
+    /// Whether `value` is `None` (an `Option` that is `None`), which is never stored.
     fn is_none(&self, value: &T) -> bool;
 }
 

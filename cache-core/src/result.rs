@@ -21,7 +21,7 @@ use std::path::PathBuf;
 /// is `reports`); `.` components are dropped and `\` is read as `/`.
 ///
 /// ```
-/// use taskcache_core::result::Location;
+/// use taskcache::results::Location;
 /// assert_eq!(Location::new("./Monday/report.bin").unwrap().as_str(), "Monday/report.bin");
 /// assert!(Location::new("../outside").is_err());
 /// assert!(Location::new("/etc/passwd").is_err());

@@ -15,8 +15,7 @@ use std::time::Duration;
 /// The settings of one task, built at compile time by `#[task]`.
 ///
 /// ```
-/// use taskcache_core::task::TaskSpec;
-/// use taskcache_core::validators::CacheValidator;
+/// use taskcache::{CacheValidator, TaskSpec};
 /// use std::time::Duration;
 ///
 /// static SPEC: TaskSpec = TaskSpec::new("add", &["x", "y"])

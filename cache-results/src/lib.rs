@@ -2,7 +2,7 @@
 //! files are stored, in a format that is crash-safe and verified on every read.
 //!
 //! ```
-//! use taskcache_results::{Location, LocalResult, ResultBackend};
+//! use taskcache::results::{LocalResult, Location, ResultBackend};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let result = LocalResult::new(dir.path());

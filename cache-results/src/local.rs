@@ -32,7 +32,7 @@ use taskcache_core::result::{
 /// is trusted to be the user's own.
 ///
 /// ```
-/// use taskcache_results::{JsonSerializer, LocalResult};
+/// use taskcache::results::{JsonSerializer, LocalResult};
 /// let result = LocalResult::new("~/.taskcache")
 ///     .with_location("{task_name}/{today}.json")
 ///     .with_serializer(JsonSerializer);

@@ -17,8 +17,7 @@ use taskcache_core::result::{Location, LocationLock, PayloadDigest, ResultBacken
 /// storage.
 ///
 /// ```
-/// use taskcache_results::MemoryResult;
-/// use taskcache_core::result::{Location, ResultBackend};
+/// use taskcache::results::{Location, MemoryResult, ResultBackend};
 ///
 /// let memory = MemoryResult::new();
 /// let at = Location::new("answer.bin").unwrap();
