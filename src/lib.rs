@@ -282,7 +282,7 @@
 //! ```
 //! use std::sync::OnceLock;
 //! use taskcache::prelude::*;
-//! use taskcache::results::{JsonSerializer, ResultBackend};
+//! use taskcache::results::{JsonSerializer, ResultBackendExt};
 //!
 //! static DIR: OnceLock<std::path::PathBuf> = OnceLock::new(); // `~/.taskcache` in a program
 //!
@@ -559,7 +559,7 @@
 //!   miss with a warning: the task recomputes and overwrites it. A record is used only if
 //!   the file it names still holds the very payload it describes.
 //! - **Bounded decoding.** A crafted length never allocates what it claims, and a value
-//!   nested deeper than 256 levels is refused rather than overflowing the stack.
+//!   nested deeper than 128 levels is refused rather than overflowing the stack.
 //! - **No hangs.** Only regular files are read, and every file is opened without
 //!   blocking; a task called from the body of a task that holds its single-flight slot or
 //!   lock runs without it instead of waiting for its own caller.
@@ -624,7 +624,7 @@ pub mod results {
 /// The names most programs need: `use taskcache::prelude::*;`.
 pub mod prelude {
     pub use crate::context::{Clock, Context, ManualClock};
-    pub use crate::results::{LocalResult, MemoryResult};
+    pub use crate::results::{LocalResult, MemoryResult, ResultBackend, ResultBackendExt};
     pub use crate::{flow, task, CacheValidator, Flow, FlowRun, State, StateKind};
 }
 

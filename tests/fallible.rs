@@ -305,7 +305,7 @@ fn an_err_is_never_checkpointed_nor_written_to_a_target() {
     let backend = LocalResult::new(dir("target"));
     let at = taskcache::results::Location::new("4.bin").unwrap();
     let planted: Res<u32> = Err("planted".into());
-    taskcache::results::ResultBackend::write(&backend, &planted, &at).unwrap();
+    taskcache::results::ResultBackendExt::write(&backend, &planted, &at).unwrap();
     let state = with_target::run(4);
     assert_eq!(state.kind(), StateKind::Success, "recomputed, not served");
     assert_eq!(state.into_output(), Ok(5));

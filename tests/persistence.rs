@@ -81,7 +81,7 @@ fn a_checkpointed_result_is_read_back_by_another_process() {
         let backend = LocalResult::new(dir("checkpointed"));
         let location = taskcache::results::Location::new(location).unwrap();
         let value: Vec<String> =
-            taskcache::results::ResultBackend::read(&backend, &location).unwrap();
+            taskcache::results::ResultBackendExt::read(&backend, &location).unwrap();
         println!("read={}", value.join(","));
         return;
     }

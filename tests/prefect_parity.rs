@@ -138,7 +138,7 @@ fn a_none_output_is_not_checkpointed_and_leaves_the_target_missing() {
     *MAYBE_ANSWER.lock().unwrap() = None;
     let backend = LocalResult::new(dir("maybe"));
     let at = taskcache::results::Location::new("maybe.bin").unwrap();
-    taskcache::results::ResultBackend::write(&backend, &None::<u32>, &at).unwrap();
+    taskcache::results::ResultBackendExt::write(&backend, &None::<u32>, &at).unwrap();
     assert!(!maybe::run().is_cached());
     assert_eq!(MAYBE_RUNS.load(Ordering::SeqCst), 4);
 }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex};
 use taskcache::prelude::*;
 use taskcache::results::LocalResult;
-use taskcache_core::result::{Location, LocationLock, PayloadDigest, ResultBackend, ResultError};
+use taskcache_core::result::{
+    Location, LocationLock, PayloadDigest, ResultBackend, ResultError, Slot, Value,
+};
 
 /// A directory of its own for each task, under one temporary root per test process.
 fn dir(task: &str) -> String {
@@ -474,19 +476,20 @@ impl ResultBackend for Dynamic {
     fn exists(&self, location: &Location) -> Result<bool, ResultError> {
         self.0.exists(location)
     }
-    fn read_pinned<T: serde::de::DeserializeOwned + 'static>(
+    fn read_value(
         &self,
         location: &Location,
         pinned: Option<&PayloadDigest>,
-    ) -> Result<T, ResultError> {
-        self.0.read_pinned(location, pinned)
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError> {
+        self.0.read_value(location, pinned, slot)
     }
-    fn write<T: Serialize + 'static>(
+    fn write_value(
         &self,
-        value: &T,
+        value: Value<'_>,
         location: &Location,
     ) -> Result<PayloadDigest, ResultError> {
-        self.0.write(value, location)
+        self.0.write_value(value, location)
     }
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
         self.0.lock(location)

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use taskcache::prelude::LocalResult;
-use taskcache::results::{Location, ResultBackend};
+use taskcache::results::{Location, ResultBackendExt};
 
 const RUNS: usize = 5;
 

@@ -238,6 +238,8 @@ pub struct Context {
     pub(crate) values: Option<Arc<BTreeMap<String, String>>>,
     /// What the tasks whose bodies are running here hold (innermost first).
     pub(crate) held: Option<Arc<Held>>,
+    /// The result that takes the place of every task's own (`with_result`).
+    pub(crate) result: Option<Arc<dyn crate::result::ResultBackend>>,
 }
 
 thread_local! {
@@ -295,6 +297,30 @@ impl Context {
     pub(crate) fn enter(self) -> ScopeGuard {
         let previous = CURRENT.with(|c| c.replace(Some(self)));
         ScopeGuard { previous }
+    }
+
+    /// The same context with `backend` in place of the `result` of every task run in
+    /// it (tasks without a `result` are unchanged): say a test's own temporary
+    /// directory. Values are written with `backend`'s serializer. Each task keeps its
+    /// `checkpoint` setting and target, and its location template unless `backend` has
+    /// one of its own; [`with_checkpointing`](Self::with_checkpointing) decides the rest.
+    ///
+    /// ```
+    /// use taskcache::prelude::*;
+    ///
+    /// #[task(checkpoint, result = LocalResult::new("~/.taskcache"))]
+    /// fn report() -> u32 { 7 }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = Context::current()
+    ///     .with_result(LocalResult::new(dir.path()))
+    ///     .scope(report::run);
+    /// let written = dir.path().join(state.location().unwrap().as_str());
+    /// assert!(written.exists(), "written under the test's directory");
+    /// ```
+    pub fn with_result(mut self, backend: impl crate::result::ResultBackend) -> Self {
+        self.result = Some(Arc::new(backend));
+        self
     }
 
     /// The same context with `date` pinned: templates, `today` and friends read it.

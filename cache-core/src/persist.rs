@@ -10,7 +10,9 @@
 use crate::context::Context;
 use crate::hash::InputDigest;
 use crate::parameters::{Parameter, Parameters};
-use crate::result::{Location, LocationLock, PayloadDigest, ResultBackend, ResultError};
+use crate::result::{
+    Location, LocationLock, PayloadDigest, ResultBackend, ResultBackendExt, ResultError,
+};
 use crate::state::{Cached, HashedInputs};
 use crate::template::{RenderError, Template, TemplateError, TemplateValue, TemplateValues};
 use crate::validators::CacheValidator;
@@ -22,83 +24,104 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// The object-safe face of a [`ResultBackend`] for values of one type `T`, so that a
-/// task run can hold `&'static dyn Backend<T>` without knowing the backend's type.
-pub trait Backend<T>: Send + Sync {
-    /// See [`ResultBackend::describe`].
-    fn describe(&self) -> String;
-    /// See [`ResultBackend::is_persistent`].
-    fn is_persistent(&self) -> bool;
-    /// See [`ResultBackend::location_template`].
-    fn location_template(&self) -> Option<&str>;
-    /// See [`ResultBackend::default_location`].
-    fn default_location(&self, task_name: &str) -> Location;
-    /// See [`ResultBackend::exists`].
-    fn exists(&self, location: &Location) -> Result<bool, ResultError>;
-    /// See [`ResultBackend::read_pinned`].
-    fn read_pinned(
-        &self,
-        location: &Location,
-        pinned: Option<&PayloadDigest>,
-    ) -> Result<T, ResultError>;
-    /// See [`ResultBackend::write`].
-    fn write(&self, value: &T, location: &Location) -> Result<PayloadDigest, ResultError>;
-    /// See [`ResultBackend::lock`].
-    fn lock(&self, location: &Location) -> Result<LocationLock, ResultError>;
-    /// See [`ResultBackend::put_record`].
-    fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError>;
-    /// See [`ResultBackend::get_record`].
-    fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError>;
-    /// See [`ResultBackend::list_records`].
-    fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError>;
-    /// Whether `value` is `None` (an `Option` that is `None`), which is never stored.
-    fn is_none(&self, value: &T) -> bool;
+/// A task's result backend, with the typed operations its output type needs: the
+/// runtime holds one without knowing either the backend's type (it may be chosen at run
+/// time, see `Context::with_result`) or needing bounds on the output type, which were
+/// checked where the [`PersistOps`] were made.
+pub(crate) struct Backend<'a, T> {
+    pub(crate) backend: BackendRef<'a>,
+    pub(crate) ops: PersistOps<T>,
 }
 
-impl<T, R> Backend<T> for R
-where
-    T: Serialize + DeserializeOwned + 'static,
-    R: ResultBackend,
-{
-    fn describe(&self) -> String {
-        ResultBackend::describe(self)
+/// A task's own result (borrowed from its `static`), or one set on the context in its
+/// place (with the task's own, whose location template serves when the context's has
+/// none).
+pub(crate) enum BackendRef<'a> {
+    Static(&'a dyn ResultBackend),
+    Scoped(std::sync::Arc<dyn ResultBackend>, &'a dyn ResultBackend),
+}
+
+impl std::ops::Deref for BackendRef<'_> {
+    type Target = dyn ResultBackend;
+    fn deref(&self) -> &(dyn ResultBackend + 'static) {
+        match self {
+            BackendRef::Static(b) => *b,
+            BackendRef::Scoped(b, _) => &**b,
+        }
     }
-    fn is_persistent(&self) -> bool {
-        ResultBackend::is_persistent(self)
+}
+
+/// What persistence does with values of one type `T`, made where `T`'s bounds are known.
+pub(crate) struct PersistOps<T> {
+    read: fn(&dyn ResultBackend, &Location, Option<&PayloadDigest>) -> Result<T, ResultError>,
+    write: fn(&dyn ResultBackend, &T, &Location) -> Result<PayloadDigest, ResultError>,
+    is_none: fn(&T) -> bool,
+}
+
+impl<T> Clone for PersistOps<T> {
+    fn clone(&self) -> Self {
+        *self
     }
-    fn location_template(&self) -> Option<&str> {
-        ResultBackend::location_template(self)
+}
+
+impl<T> Copy for PersistOps<T> {}
+
+impl<T: Serialize + DeserializeOwned + 'static> PersistOps<T> {
+    /// The operations on `T`.
+    pub(crate) fn new() -> Self {
+        PersistOps {
+            read: |b, l, p| b.read_pinned::<T>(l, p),
+            write: |b, v, l| b.write(v, l),
+            is_none: is_none::<T>,
+        }
     }
-    fn default_location(&self, task_name: &str) -> Location {
-        ResultBackend::default_location(self, task_name)
+}
+
+impl<T> Backend<'_, T> {
+    pub(crate) fn describe(&self) -> String {
+        self.backend.describe()
     }
-    fn exists(&self, location: &Location) -> Result<bool, ResultError> {
-        ResultBackend::exists(self, location)
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.backend.is_persistent()
     }
-    fn read_pinned(
+    pub(crate) fn location_template(&self) -> Option<&str> {
+        match &self.backend {
+            BackendRef::Static(b) => b.location_template(),
+            BackendRef::Scoped(b, own) => b.location_template().or_else(|| own.location_template()),
+        }
+    }
+    pub(crate) fn default_location(&self, task_name: &str) -> Location {
+        self.backend.default_location(task_name)
+    }
+    pub(crate) fn read_pinned(
         &self,
         location: &Location,
         pinned: Option<&PayloadDigest>,
     ) -> Result<T, ResultError> {
-        ResultBackend::read_pinned::<T>(self, location, pinned)
+        (self.ops.read)(&*self.backend, location, pinned)
     }
-    fn write(&self, value: &T, location: &Location) -> Result<PayloadDigest, ResultError> {
-        ResultBackend::write::<T>(self, value, location)
+    pub(crate) fn write(
+        &self,
+        value: &T,
+        location: &Location,
+    ) -> Result<PayloadDigest, ResultError> {
+        (self.ops.write)(&*self.backend, value, location)
     }
-    fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
-        ResultBackend::lock(self, location)
+    pub(crate) fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
+        self.backend.lock(location)
     }
-    fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
-        ResultBackend::put_record(self, key, id, bytes)
+    pub(crate) fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
+        self.backend.put_record(key, id, bytes)
     }
-    fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
-        ResultBackend::get_record(self, key, id)
+    pub(crate) fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
+        self.backend.get_record(key, id)
     }
-    fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
-        ResultBackend::list_records(self, key)
+    pub(crate) fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
+        self.backend.list_records(key)
     }
-    fn is_none(&self, value: &T) -> bool {
-        is_none(value)
+    /// Whether `value` is `None`, which is never stored (see [`is_none`]).
+    pub(crate) fn is_none(&self, value: &T) -> bool {
+        (self.ops.is_none)(value)
     }
 }
 
@@ -313,7 +336,7 @@ pub(crate) fn render(
 /// damaged, foreign or replaced file as absent (with a warning): the task then
 /// recomputes and overwrites it.
 pub(crate) fn read_valid<T>(
-    backend: &dyn Backend<T>,
+    backend: &Backend<'_, T>,
     task: &'static str,
     location: &Location,
     pinned: Option<&PayloadDigest>,
@@ -335,7 +358,7 @@ pub(crate) fn read_valid<T>(
 
 /// Takes the backend's lock on `location`, or logs why it could not.
 pub(crate) fn lock<T>(
-    backend: &dyn Backend<T>,
+    backend: &Backend<'_, T>,
     task: &'static str,
     location: &Location,
 ) -> Option<LocationLock> {
@@ -396,7 +419,7 @@ pub(crate) fn record_lock_location(key: &str, all_inputs: &InputDigest) -> Locat
 
 /// Writes the record of a cached output at `location`.
 pub(crate) fn put_record<T>(
-    backend: &dyn Backend<T>,
+    backend: &Backend<'_, T>,
     task: &'static str,
     cached: &Cached,
     all_inputs: &InputDigest,
@@ -443,7 +466,7 @@ pub(crate) struct RecordHit<T> {
 /// needs equal inputs, else among all the key's records.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_hit<T>(
-    backend: &dyn Backend<T>,
+    backend: &Backend<'_, T>,
     task: &'static str,
     key: &'static str,
     names: &'static [&'static str],

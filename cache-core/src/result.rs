@@ -7,9 +7,14 @@
 //!
 //! Like `object_store`'s trait this is kept small: a [`Location`] type that cannot
 //! leave the backend's root, one serializer trait, one backend trait, one error type.
+//! Both traits are object-safe: a value crosses them type-erased (a [`Value`] to
+//! write, a [`Slot`] to read into, through `erased_serde`), so a backend chosen at run
+//! time (`Arc<dyn ResultBackend>`, say for a scope with `Context::with_result`) serves
+//! tasks of every output type. [`ResultBackendExt`] gives the typed `read` and `write`.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -132,6 +137,11 @@ impl fmt::Debug for Location {
     }
 }
 
+/// What a serializer hands its decoder to, to deserialize the value from it (see
+/// [`Serializer::deserialize_with`]).
+pub type Visit<'a> =
+    dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error> + 'a;
+
 /// Why a value could not be serialized or deserialized (the serializer's own message).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -157,9 +167,9 @@ pub trait Serializer: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Errors
     /// When the value cannot be encoded or `out` fails.
-    fn serialize<T: Serialize + ?Sized>(
+    fn serialize(
         &self,
-        value: &T,
+        value: &dyn erased_serde::Serialize,
         out: &mut dyn std::io::Write,
     ) -> Result<(), SerializeError>;
     /// Decodes one value from `input`, streaming, and leaves whatever follows it
@@ -176,13 +186,38 @@ pub trait Serializer: Send + Sync + fmt::Debug + 'static {
     /// would swallow the bytes the caller checks for; `max_len`: to refuse claims
     /// beyond the bytes left.)
     ///
+    /// The decoder is handed to `visit`, which deserializes the value from it (for a
+    /// typed value, [`deserialize`](Self::deserialize) does that).
+    ///
+    /// # Errors
+    /// When the bytes are not an encoded value of the type `visit` reads, or `visit`
+    /// fails.
+    fn deserialize_with(
+        &self,
+        input: &mut dyn std::io::BufRead,
+        max_len: u64,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), SerializeError>;
+
+    /// Decodes one `T` from `input`, as [`deserialize_with`](Self::deserialize_with).
+    ///
     /// # Errors
     /// When the bytes are not an encoded `T`.
     fn deserialize<T: DeserializeOwned>(
         &self,
         input: &mut dyn std::io::BufRead,
         max_len: u64,
-    ) -> Result<T, SerializeError>;
+    ) -> Result<T, SerializeError>
+    where
+        Self: Sized,
+    {
+        let mut slot = None;
+        self.deserialize_with(input, max_len, &mut |de| {
+            slot = Some(erased_serde::deserialize::<T>(de)?);
+            Ok(())
+        })?;
+        slot.ok_or_else(|| SerializeError("the decoder produced no value".into()))
+    }
 
     /// True when this serializer encodes a `Vec<u8>` exactly as bincode's standard
     /// configuration does: its length as a varint, then the bytes. The file format then
@@ -316,8 +351,160 @@ impl fmt::Debug for LocationLock {
     }
 }
 
+/// The Rust type of a value crossing a [`ResultBackend`]: what its file header
+/// fingerprints, and what tells a `Vec<u8>` (written in one piece) from other values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueType {
+    /// `std::any::type_name` of the type.
+    pub name: &'static str,
+    /// Its `TypeId`.
+    pub id: TypeId,
+}
+
+impl ValueType {
+    /// The type `T`.
+    pub fn of<T: ?Sized + 'static>() -> Self {
+        ValueType {
+            name: std::any::type_name::<T>(),
+            id: TypeId::of::<T>(),
+        }
+    }
+
+    /// Whether this is `Vec<u8>`.
+    pub fn is_byte_vec(&self) -> bool {
+        self.id == TypeId::of::<Vec<u8>>()
+    }
+}
+
+/// A value to write, type-erased: its serde form, its type, and its bytes when it is a
+/// `Vec<u8>` (written in one piece, not byte by byte through serde).
+#[derive(Clone, Copy)]
+pub struct Value<'a> {
+    /// The value, to serialize.
+    pub serialize: &'a dyn erased_serde::Serialize,
+    /// Its type.
+    pub ty: ValueType,
+    /// The bytes of a `Vec<u8>` value.
+    pub bytes: Option<&'a [u8]>,
+}
+
+impl<'a> Value<'a> {
+    /// `value`, erased.
+    pub fn of<T: Serialize + 'static>(value: &'a T) -> Self {
+        Value {
+            serialize: value,
+            ty: ValueType::of::<T>(),
+            bytes: (value as &dyn Any)
+                .downcast_ref::<Vec<u8>>()
+                .map(Vec::as_slice),
+        }
+    }
+}
+
+impl fmt::Debug for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("ty", &self.ty.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a read value goes, type-erased: a backend checks the stored type against
+/// [`ty`](Slot::ty) and then hands over the bytes of a `Vec<u8>` or a decoder.
+pub trait Slot {
+    /// The type expected.
+    fn ty(&self) -> ValueType;
+    /// Takes the bytes of a `Vec<u8>` value (only called when `ty` is `Vec<u8>`).
+    fn put_bytes(&mut self, bytes: Vec<u8>);
+    /// Decodes the value from `de`.
+    ///
+    /// # Errors
+    /// When `de` does not hold a value of the type.
+    fn decode(
+        &mut self,
+        de: &mut dyn erased_serde::Deserializer<'_>,
+    ) -> Result<(), erased_serde::Error>;
+}
+
+/// The [`Slot`] of a typed read: holds the value once read.
+pub struct TypedSlot<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> Slot for TypedSlot<T> {
+    fn ty(&self) -> ValueType {
+        ValueType::of::<T>()
+    }
+    fn put_bytes(&mut self, bytes: Vec<u8>) {
+        let boxed: Box<dyn Any> = Box::new(bytes);
+        self.0 = boxed.downcast::<T>().ok().map(|b| *b);
+    }
+    fn decode(
+        &mut self,
+        de: &mut dyn erased_serde::Deserializer<'_>,
+    ) -> Result<(), erased_serde::Error> {
+        self.0 = Some(erased_serde::deserialize::<T>(de)?);
+        Ok(())
+    }
+}
+
+/// Typed reads and writes on any [`ResultBackend`] (a concrete one or `dyn`).
+pub trait ResultBackendExt {
+    /// Reads the `T` at `location`, verifying its integrity and type.
+    ///
+    /// # Errors
+    /// [`ResultError::NotFound`] when nothing is there; [`ResultError::Corrupt`] and
+    /// [`ResultError::TypeMismatch`] for stored bytes that cannot be trusted as a `T`;
+    /// others when the backend fails.
+    fn read<T: DeserializeOwned + 'static>(&self, location: &Location) -> Result<T, ResultError> {
+        self.read_pinned(location, None)
+    }
+    /// Reads as [`read`](Self::read) does and, when `pinned` is given, only if the
+    /// stored payload's digest is that one (checked before decoding).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), and [`ResultError::Changed`] when the payload is another
+    /// than the pinned one.
+    fn read_pinned<T: DeserializeOwned + 'static>(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+    ) -> Result<T, ResultError>;
+    /// Writes `value` at `location`, atomically; returns the stored payload's digest.
+    ///
+    /// # Errors
+    /// When the value cannot be encoded or stored; nothing partial is left behind.
+    fn write<T: Serialize + 'static>(
+        &self,
+        value: &T,
+        location: &Location,
+    ) -> Result<PayloadDigest, ResultError>;
+}
+
+impl<R: ResultBackend + ?Sized> ResultBackendExt for R {
+    fn read_pinned<T: DeserializeOwned + 'static>(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+    ) -> Result<T, ResultError> {
+        let mut slot = TypedSlot::<T>(None);
+        self.read_value(location, pinned, &mut slot)?;
+        slot.0.ok_or_else(|| ResultError::Corrupt {
+            path: PathBuf::from(location.as_str()),
+            reason: "the backend produced no value".into(),
+        })
+    }
+
+    fn write<T: Serialize + 'static>(
+        &self,
+        value: &T,
+        location: &Location,
+    ) -> Result<PayloadDigest, ResultError> {
+        self.write_value(Value::of(value), location)
+    }
+}
+
 /// Where a task's outputs are stored: Prefect's `Result`, plus the locks and records
-/// that targets and cross-process caches need.
+/// that targets and cross-process caches need. Object-safe: values cross it erased
+/// ([`Value`], [`Slot`]); [`ResultBackendExt`] reads and writes typed values.
 pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     /// A description for messages, as `LocalResult(dir = /home/u/.taskcache)`.
     fn describe(&self) -> String;
@@ -332,33 +519,29 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// When the backend cannot tell.
     fn exists(&self, location: &Location) -> Result<bool, ResultError>;
-    /// Reads the value at `location`, verifying its integrity and type.
+    /// Reads the value at `location` into `slot`, verifying its integrity and its type
+    /// (`slot.ty()`) first and, when `pinned` is given, that the stored payload's digest
+    /// is that one.
     ///
     /// # Errors
-    /// [`ResultError::Corrupt`] and [`ResultError::TypeMismatch`] for stored bytes that
-    /// cannot be trusted; others when the backend fails.
-    fn read<T: DeserializeOwned + 'static>(&self, location: &Location) -> Result<T, ResultError> {
-        self.read_pinned(location, None)
-    }
-    /// Reads the value at `location` as [`read`](Self::read) does and, when `pinned` is
-    /// given, only if the stored payload's digest is that one (checked before decoding).
-    ///
-    /// # Errors
-    /// As [`read`](Self::read), and [`ResultError::Changed`] when the payload is another
-    /// than the pinned one.
-    fn read_pinned<T: DeserializeOwned + 'static>(
+    /// [`ResultError::NotFound`] when nothing is there; [`ResultError::Corrupt`] and
+    /// [`ResultError::TypeMismatch`] for stored bytes that cannot be trusted;
+    /// [`ResultError::Changed`] for another payload than the pinned one; others when
+    /// the backend fails.
+    fn read_value(
         &self,
         location: &Location,
         pinned: Option<&PayloadDigest>,
-    ) -> Result<T, ResultError>;
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError>;
     /// Writes `value` at `location`, atomically: a reader sees the old value or the new
     /// one, never a part. Returns the digest of the stored payload.
     ///
     /// # Errors
     /// When the value cannot be encoded or stored; nothing partial is left behind.
-    fn write<T: Serialize + 'static>(
+    fn write_value(
         &self,
-        value: &T,
+        value: Value<'_>,
         location: &Location,
     ) -> Result<PayloadDigest, ResultError>;
     /// Takes an exclusive lock on `location`, across threads and processes, waiting for it.

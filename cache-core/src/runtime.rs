@@ -8,7 +8,7 @@ use crate::context::{from_instant, instant, to_nanos, Context, Held, Holding, Ta
 use crate::flow::{FlowRunInfo, TaskRunReport};
 use crate::hash::{HashError, InputDigest, InputHasher};
 use crate::parameters::Parameters;
-use crate::persist::{self, Backend, RenderValues, RenderedInputs};
+use crate::persist::{self, Backend, BackendRef, PersistOps, RenderValues, RenderedInputs};
 use crate::result::{Location, LocationLock, ResultBackend};
 use crate::state::{
     panic_message, Cached, Failure, HashedInputs, Output, State, StateKind, StateRecord,
@@ -146,7 +146,8 @@ pub fn result<R: ResultBackend>(cell: &'static ResultCell, make: impl FnOnce() -
 
 /// Where and how a task persists its outputs.
 struct PersistConfig<'s, I, T> {
-    backend: &'s (dyn Backend<T> + 's),
+    /// The task's result, or the one the context puts in its place.
+    backend: Backend<'s, T>,
     checkpoint: Option<bool>,
     target: Option<&'static str>,
     /// The arguments the templates name, rendered by [`TaskRun::template_inputs`].
@@ -248,12 +249,22 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
 
     /// Persists outputs through `backend` (`result = …`); `checkpoint` is the task's
     /// own `checkpoint` setting, if it has one.
-    pub fn result<R: ResultBackend>(mut self, backend: &'static R, checkpoint: Option<bool>) -> Self
+    ///
+    /// A result set on the context (`Context::with_result`) takes the place of
+    /// `backend`.
+    pub fn result<R: ResultBackend>(mut self, backend: &'s R, checkpoint: Option<bool>) -> Self
     where
         T: PersistableOutput,
     {
+        let backend = match Context::with_current(|c| c.and_then(|c| c.result.clone())) {
+            Some(scoped) => BackendRef::Scoped(scoped, backend),
+            None => BackendRef::Static(backend),
+        };
         self.persist = Some(PersistConfig {
-            backend,
+            backend: Backend {
+                backend,
+                ops: PersistOps::new(),
+            },
             checkpoint,
             target: None,
             inputs: Vec::new(),
@@ -416,7 +427,7 @@ struct HeldTarget {
 }
 
 /// How a lock on `location` of `backend` is known in a [`Held`] chain.
-fn lock_id<T>(backend: &dyn Backend<T>, location: &Location) -> String {
+fn lock_id<T>(backend: &Backend<'_, T>, location: &Location) -> String {
     format!("{}\0{location}", backend.describe())
 }
 
@@ -570,7 +581,7 @@ where
             }
         };
         let hit = |location: &Location| -> Option<State<T>> {
-            let value = persist::read_valid(p.backend, spec.name(), location, None)?;
+            let value = persist::read_valid(&p.backend, spec.name(), location, None)?;
             // A `None` does not satisfy a target (it is never written; one found there
             // was put by something else).
             if p.backend.is_none(&value) {
@@ -603,11 +614,11 @@ where
         if let Some(state) = hit(&location) {
             return TargetCheck::Done(state);
         }
-        let id = lock_id(p.backend, &location);
+        let id = lock_id(&p.backend, &location);
         let lock = if held_by_caller(spec, &ctx, &Holding::Lock(id.clone())) {
             None
         } else {
-            persist::lock(p.backend, spec.name(), &location)
+            persist::lock(&p.backend, spec.name(), &location)
         };
         // Another run may have written the target while this one waited for the lock.
         if lock.is_some() {
@@ -735,7 +746,7 @@ where
             let persistent = persist.filter(|p| p.backend.is_persistent());
             let record_hit = |p: &PersistConfig<'_, I, T>| {
                 let hit = persist::record_hit(
-                    p.backend,
+                    &p.backend,
                     spec.name(),
                     spec.cache_key(),
                     spec.inputs(),
@@ -779,9 +790,9 @@ where
             let mut record_lock = None;
             if let Some(p) = persistent {
                 let at = persist::record_lock_location(spec.cache_key(), &all);
-                let id = Holding::Lock(lock_id(p.backend, &at));
+                let id = Holding::Lock(lock_id(&p.backend, &at));
                 if !held_by_caller(spec, ctx, &id) {
-                    record_lock = persist::lock(p.backend, spec.name(), &at);
+                    record_lock = persist::lock(&p.backend, spec.name(), &at);
                     if record_lock.is_some() {
                         // Another process may have recorded it while this one waited.
                         if let Some(hit) = record_hit(p) {
@@ -1115,7 +1126,7 @@ fn checkpoint<I, T>(
             prepared.all_inputs,
             p.backend.is_persistent(),
         ) {
-            persist::put_record(p.backend, spec.name(), cached, &all, &location, digest)?;
+            persist::put_record(&p.backend, spec.name(), cached, &all, &location, digest)?;
         }
         Ok(location)
     });

@@ -407,7 +407,7 @@ mod valid;
 /// ```
 /// use std::sync::LazyLock;
 /// use taskcache::prelude::*;
-/// use taskcache::results::ResultBackend;
+/// use taskcache::results::ResultBackendExt;
 ///
 /// static RESULTS: LazyLock<MemoryResult> = LazyLock::new(MemoryResult::new);
 ///

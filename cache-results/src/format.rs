@@ -35,11 +35,12 @@
 //! are the same either way, so the file is an ordinary bincode result.
 
 use sha2::{Digest, Sha256};
-use std::any::{Any, TypeId};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use taskcache_core::result::{PayloadDigest, ResultError, Serializer};
+use taskcache_core::result::{
+    PayloadDigest, ResultError, Serializer, Slot, TypedSlot, Value, ValueType,
+};
 
 /// The first bytes of every result file.
 pub const MAGIC: [u8; 8] = *b"TASKCCH\0";
@@ -136,7 +137,12 @@ impl Header {
 /// `String`; a type whose definition changed under the same name is caught when its
 /// payload fails to decode.
 pub fn fingerprint<T: ?Sized>() -> u64 {
-    let d = Sha256::digest(std::any::type_name::<T>().as_bytes());
+    fingerprint_of(std::any::type_name::<T>())
+}
+
+/// The fingerprint of the type named `type_name` (see [`fingerprint`]).
+pub fn fingerprint_of(type_name: &str) -> u64 {
+    let d = Sha256::digest(type_name.as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     u64::from_le_bytes(b)
@@ -173,10 +179,10 @@ fn read_error(path: &Path) -> impl FnOnce(io::Error) -> ResultError + '_ {
 
 /// Bytes a serializer cannot decode as `T`, or decodes with bytes left over. The
 /// checksum has passed, so this is a `T` whose definition changed since it was written.
-fn undecodable<T: ?Sized>(path: &Path, serializer: &'static str, why: String) -> ResultError {
+fn undecodable(path: &Path, ty: ValueType, serializer: &'static str, why: String) -> ResultError {
     ResultError::TypeMismatch {
         path: path.to_path_buf(),
-        expected: std::any::type_name::<T>().to_owned(),
+        expected: ty.name.to_owned(),
         found: format!(
             "a value that {serializer} cannot decode as one ({why}), perhaps written by an \
              earlier definition of the type"
@@ -227,9 +233,9 @@ fn parse_bincode_len(prefix: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Whether values of type `T` take the one-piece `Vec<u8>` path with `serializer`.
-fn is_byte_vec<T: 'static, S: Serializer>(serializer: &S) -> bool {
-    serializer.encodes_bytes_as_bincode() && TypeId::of::<T>() == TypeId::of::<Vec<u8>>()
+/// Whether values of type `ty` take the one-piece `Vec<u8>` path with `serializer`.
+fn is_byte_vec<S: Serializer>(ty: ValueType, serializer: &S) -> bool {
+    serializer.encodes_bytes_as_bincode() && ty.is_byte_vec()
 }
 
 /// A writer that hashes and counts what passes through it, and keeps the first error
@@ -273,24 +279,21 @@ impl<W: Write> Write for Hashing<W> {
 /// # Errors
 /// [`ResultError::Serialize`] when the serializer fails, [`ResultError::Io`] when `out`
 /// does.
-pub fn encode_into<T, S, W>(
-    value: &T,
+pub fn encode_into<S, W>(
+    value: Value<'_>,
     serializer: &S,
     out: &mut W,
     path: &Path,
     sync: impl FnOnce(&mut W) -> io::Result<()>,
 ) -> Result<PayloadDigest, ResultError>
 where
-    T: serde::Serialize + 'static,
     S: Serializer,
     W: Write + Seek,
 {
     out.write_all(&[0u8; HEADER_LEN]).map_err(io_error(path))?;
-    let bytes = if is_byte_vec::<T, S>(serializer) {
-        (value as &dyn Any).downcast_ref::<Vec<u8>>()
-    } else {
-        None
-    };
+    let bytes = value
+        .bytes
+        .filter(|_| serializer.encodes_bytes_as_bincode());
     let (digest, len) = match bytes {
         Some(bytes) => {
             let (prefix, n) = bincode_len(bytes.len() as u64);
@@ -305,7 +308,7 @@ where
                 failed: None,
             };
             let mut buffered = BufWriter::with_capacity(IO_BUFFER, &mut hashing);
-            let written = serializer.serialize(value, &mut buffered);
+            let written = serializer.serialize(value.serialize, &mut buffered);
             let flushed = match written {
                 Ok(()) => buffered.flush(),
                 Err(_) => Ok(()),
@@ -329,7 +332,7 @@ where
     };
     let header = Header {
         serializer: serializer.id(),
-        fingerprint: fingerprint::<T>(),
+        fingerprint: fingerprint_of(value.ty.name),
         len,
         digest,
     };
@@ -411,13 +414,12 @@ fn read_and_hash(file: &mut impl Read, prefix: &[u8], payload: &mut [u8]) -> io:
 /// # Errors
 /// [`ResultError::Io`] naming the path or directory that failed, or
 /// [`ResultError::Serialize`].
-pub fn write_file<T, S>(
-    value: &T,
+pub fn write_file<S>(
+    value: Value<'_>,
     serializer: &S,
     path: &Path,
 ) -> Result<PayloadDigest, ResultError>
 where
-    T: serde::Serialize + 'static,
     S: Serializer,
 {
     write_atomically(path, |file| {
@@ -655,12 +657,13 @@ fn sync_dir(dir: &Path) -> Result<(), ResultError> {
 
 /// Checks a header against the payload a record pinned (if any), the reader's
 /// serializer, type and the file's length.
-fn check_header<T: 'static, S: Serializer>(
+fn check_header<S: Serializer>(
     head: &[u8; HEADER_LEN],
     file_len: u64,
     serializer: &S,
     path: &Path,
     pinned: Option<&PayloadDigest>,
+    ty: ValueType,
 ) -> Result<Header, ResultError> {
     let header = Header::parse(head, path)?;
     if pinned.is_some_and(|p| p.0 != header.digest) {
@@ -680,10 +683,10 @@ fn check_header<T: 'static, S: Serializer>(
             ),
         ));
     }
-    if header.fingerprint != fingerprint::<T>() {
+    if header.fingerprint != fingerprint_of(ty.name) {
         return Err(ResultError::TypeMismatch {
             path: path.to_path_buf(),
-            expected: std::any::type_name::<T>().to_owned(),
+            expected: ty.name.to_owned(),
             found: format!(
                 "a value of another type (type fingerprint {:016x}); tasks with different \
                  output types need different targets",
@@ -706,24 +709,21 @@ fn check_header<T: 'static, S: Serializer>(
 
 /// Checks `payload` against `header` (its checksum unless `verify` is false) and decodes
 /// it.
-fn decode_payload<T, S>(
+fn decode_payload<S: Serializer>(
     payload: &[u8],
     header: &Header,
     serializer: &S,
     path: &Path,
     verify: bool,
-) -> Result<T, ResultError>
-where
-    T: serde::de::DeserializeOwned + 'static,
-    S: Serializer,
-{
+    slot: &mut dyn Slot,
+) -> Result<(), ResultError> {
     if verify && Sha256::digest(payload).as_slice() != header.digest {
         return Err(corrupt(
             path,
             "checksum mismatch: the payload is not what was written",
         ));
     }
-    if is_byte_vec::<T, S>(serializer) {
+    if is_byte_vec(slot.ty(), serializer) {
         let size = payload
             .first()
             .and_then(|&first| bincode_len_size(first))
@@ -737,29 +737,29 @@ where
                 format!("the payload claims {len} bytes and holds {}", bytes.len()),
             ));
         }
-        return downcast(bytes.to_vec(), path);
+        slot.put_bytes(bytes.to_vec());
+        return Ok(());
     }
+    let ty = slot.ty();
     let mut input = payload;
-    let value = serializer
-        .deserialize::<T>(&mut input, payload.len() as u64)
-        .map_err(|e| undecodable::<T>(path, serializer.name(), e.0))?;
+    serializer
+        .deserialize_with(&mut input, payload.len() as u64, &mut |de| slot.decode(de))
+        .map_err(|e| undecodable(path, ty, serializer.name(), e.0))?;
     if !input.is_empty() {
-        return Err(undecodable::<T>(
+        return Err(undecodable(
             path,
+            ty,
             serializer.name(),
             format!("{} bytes are left over after the value", input.len()),
         ));
     }
-    Ok(value)
+    Ok(())
 }
 
-/// A `Vec<u8>` as the `T` it is.
-fn downcast<T: 'static>(bytes: Vec<u8>, path: &Path) -> Result<T, ResultError> {
-    let boxed: Box<dyn Any> = Box::new(bytes);
-    boxed
-        .downcast::<T>()
-        .map(|b| *b)
-        .map_err(|_| corrupt(path, "bytes read for a type that is not Vec<u8>"))
+/// The value a typed read put in its slot.
+fn taken<T>(slot: TypedSlot<T>, path: &Path) -> Result<T, ResultError> {
+    slot.0
+        .ok_or_else(|| corrupt(path, "bytes read for a type that is not Vec<u8>"))
 }
 
 /// Reads and verifies the value stored in `bytes` (a whole file held in memory; `path`
@@ -779,11 +779,34 @@ where
     T: serde::de::DeserializeOwned + 'static,
     S: Serializer,
 {
+    let mut slot = TypedSlot::<T>(None);
+    decode_bytes_into(bytes, serializer, path, pinned, &mut slot)?;
+    taken(slot, path)
+}
+
+/// [`decode_bytes`] into a type-erased [`Slot`].
+///
+/// # Errors
+/// As [`decode_bytes`].
+pub fn decode_bytes_into<S: Serializer>(
+    bytes: &[u8],
+    serializer: &S,
+    path: &Path,
+    pinned: Option<&PayloadDigest>,
+    slot: &mut dyn Slot,
+) -> Result<(), ResultError> {
     let Some((head, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(short(path, bytes.len() as u64));
     };
-    let header = check_header::<T, S>(head, bytes.len() as u64, serializer, path, pinned)?;
-    decode_payload(payload, &header, serializer, path, true)
+    let header = check_header(
+        head,
+        bytes.len() as u64,
+        serializer,
+        path,
+        pinned,
+        slot.ty(),
+    )?;
+    decode_payload(payload, &header, serializer, path, true, slot)
 }
 
 fn short(path: &Path, len: u64) -> ResultError {
@@ -805,7 +828,7 @@ fn short(path: &Path, len: u64) -> ResultError {
 /// trusted as a `T`, [`ResultError::Changed`] when it holds another payload than the
 /// pinned one, [`ResultError::Io`] when reading fails.
 pub fn read_from<T, S, R>(
-    mut file: R,
+    file: R,
     file_len: u64,
     serializer: &S,
     path: &Path,
@@ -817,10 +840,33 @@ where
     S: Serializer,
     R: Read + Seek,
 {
+    let mut slot = TypedSlot::<T>(None);
+    read_into(file, file_len, serializer, path, verify, pinned, &mut slot)?;
+    taken(slot, path)
+}
+
+/// [`read_from`] into a type-erased [`Slot`].
+///
+/// # Errors
+/// As [`read_from`].
+pub fn read_into<S, R>(
+    mut file: R,
+    file_len: u64,
+    serializer: &S,
+    path: &Path,
+    verify: bool,
+    pinned: Option<&PayloadDigest>,
+    slot: &mut dyn Slot,
+) -> Result<(), ResultError>
+where
+    S: Serializer,
+    R: Read + Seek,
+{
     if file_len < HEADER_LEN as u64 {
         return Err(short(path, file_len));
     }
-    let byte_vec = is_byte_vec::<T, S>(serializer);
+    let ty = slot.ty();
+    let byte_vec = is_byte_vec(ty, serializer);
     let whole_max = if byte_vec {
         WHOLE_FILE_MAX_BYTES
     } else {
@@ -839,14 +885,15 @@ where
         let (head, payload) = bytes
             .split_first_chunk::<HEADER_LEN>()
             .expect("the file is at least a header long");
-        let header = check_header::<T, S>(head, file_len, serializer, path, pinned)?;
-        return decode_payload(payload, &header, serializer, path, verify);
+        let header = check_header(head, file_len, serializer, path, pinned, ty)?;
+        return decode_payload(payload, &header, serializer, path, verify, slot);
     }
     let mut head = [0u8; HEADER_LEN];
     file.read_exact(&mut head).map_err(read_error(path))?;
-    let header = check_header::<T, S>(&head, file_len, serializer, path, pinned)?;
+    let header = check_header(&head, file_len, serializer, path, pinned, ty)?;
     if byte_vec {
-        return read_byte_vec(file, &header, path, verify);
+        slot.put_bytes(read_byte_vec(file, &header, path, verify)?);
+        return Ok(());
     }
     if verify {
         let digest = hash_stream(&mut file, header.len).map_err(read_error(path))?;
@@ -860,18 +907,19 @@ where
             .map_err(io_error(path))?;
     }
     let mut input = BufReader::with_capacity(DECODE_BUFFER, (&mut file).take(header.len));
-    let value = serializer
-        .deserialize::<T>(&mut input, header.len)
-        .map_err(|e| undecodable::<T>(path, serializer.name(), e.0))?;
+    serializer
+        .deserialize_with(&mut input, header.len, &mut |de| slot.decode(de))
+        .map_err(|e| undecodable(path, ty, serializer.name(), e.0))?;
     let left = io::copy(&mut input, &mut io::sink()).map_err(io_error(path))?;
     if left > 0 {
-        return Err(undecodable::<T>(
+        return Err(undecodable(
             path,
+            ty,
             serializer.name(),
             format!("{left} bytes are left over after the value"),
         ));
     }
-    Ok(value)
+    Ok(())
 }
 
 /// The SHA-256 of the next `len` bytes of `file`, read through a bounded buffer.
@@ -891,12 +939,12 @@ fn hash_stream(file: &mut impl Read, len: u64) -> io::Result<[u8; 32]> {
 }
 
 /// Reads a `Vec<u8>` payload (bincode length, bytes) straight into its vector.
-fn read_byte_vec<T: 'static>(
+fn read_byte_vec(
     mut file: impl Read,
     header: &Header,
     path: &Path,
     verify: bool,
-) -> Result<T, ResultError> {
+) -> Result<Vec<u8>, ResultError> {
     let mut prefix = [0u8; 9];
     file.read_exact(&mut prefix[..1])
         .map_err(read_error(path))?;
@@ -937,7 +985,7 @@ fn read_byte_vec<T: 'static>(
         }
         bytes
     };
-    downcast(bytes, path)
+    Ok(bytes)
 }
 
 /// Reads and verifies the value stored at `path`.

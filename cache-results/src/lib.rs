@@ -2,7 +2,7 @@
 //! files are stored, in a format that is crash-safe and verified on every read.
 //!
 //! ```
-//! use taskcache::results::{LocalResult, Location, ResultBackend};
+//! use taskcache::results::{LocalResult, Location, ResultBackend, ResultBackendExt};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let result = LocalResult::new(dir.path());
@@ -40,5 +40,6 @@ pub use memory::MemoryResult;
 pub use serializers::Zstd;
 pub use serializers::{BincodeSerializer, JsonSerializer};
 pub use taskcache_core::result::{
-    Location, LocationError, LocationLock, ResultBackend, ResultError, SerializeError, Serializer,
+    Location, LocationError, LocationLock, PayloadDigest, ResultBackend, ResultBackendExt,
+    ResultError, SerializeError, Serializer, Slot, TypedSlot, Value, ValueType, Visit,
 };

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use taskcache_core::result::{
     Location, LocationError, LocationLock, PayloadDigest, ResultBackend, ResultError, Serializer,
+    Slot, Value,
 };
 
 /// Stores results as files under a directory, as Prefect's `LocalResult(dir=…)`.
@@ -342,11 +343,12 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         }
     }
 
-    fn read_pinned<T: serde::de::DeserializeOwned + 'static>(
+    fn read_value(
         &self,
         location: &Location,
         pinned: Option<&PayloadDigest>,
-    ) -> Result<T, ResultError> {
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError> {
         let path = self.path(location)?;
         let Some(file) = format::open_regular(&path)? else {
             return Err(ResultError::NotFound {
@@ -358,16 +360,24 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         let stamp = Stamp::of(&meta);
         let verified = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
         let trusted = large && verified().get(&path) == Some(&stamp);
-        let value = format::read_from(file, meta.len(), &self.serializer, &path, !trusted, pinned)?;
+        format::read_into(
+            file,
+            meta.len(),
+            &self.serializer,
+            &path,
+            !trusted,
+            pinned,
+            slot,
+        )?;
         if large && !trusted {
             verified().insert(path, stamp);
         }
-        Ok(value)
+        Ok(())
     }
 
-    fn write<T: serde::Serialize + 'static>(
+    fn write_value(
         &self,
-        value: &T,
+        value: Value<'_>,
         location: &Location,
     ) -> Result<PayloadDigest, ResultError> {
         format::write_file(value, &self.serializer, &self.path(location)?)

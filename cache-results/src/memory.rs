@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use taskcache_core::result::{Location, LocationLock, PayloadDigest, ResultBackend, ResultError};
+use taskcache_core::result::{
+    Location, LocationLock, PayloadDigest, ResultBackend, ResultError, Slot, Value,
+};
 
 /// Keeps results in process memory: the test double of [`LocalResult`](crate::LocalResult),
 /// and a backend for targets within one process (`is_persistent` is false).
@@ -17,7 +19,7 @@ use taskcache_core::result::{Location, LocationLock, PayloadDigest, ResultBacken
 /// storage.
 ///
 /// ```
-/// use taskcache::results::{Location, MemoryResult, ResultBackend};
+/// use taskcache::results::{Location, MemoryResult, ResultBackendExt};
 ///
 /// let memory = MemoryResult::new();
 /// let at = Location::new("answer.bin").unwrap();
@@ -111,23 +113,30 @@ impl ResultBackend for MemoryResult {
         Ok(guard(&self.shared.values).contains_key(location))
     }
 
-    fn read_pinned<T: serde::de::DeserializeOwned + 'static>(
+    fn read_value(
         &self,
         location: &Location,
         pinned: Option<&PayloadDigest>,
-    ) -> Result<T, ResultError> {
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError> {
         let bytes = guard(&self.shared.values)
             .get(location)
             .cloned()
             .ok_or_else(|| ResultError::NotFound {
                 location: location.clone(),
             })?;
-        format::decode_bytes(&bytes, &BincodeSerializer, &memory_path(location), pinned)
+        format::decode_bytes_into(
+            &bytes,
+            &BincodeSerializer,
+            &memory_path(location),
+            pinned,
+            slot,
+        )
     }
 
-    fn write<T: serde::Serialize + 'static>(
+    fn write_value(
         &self,
-        value: &T,
+        value: Value<'_>,
         location: &Location,
     ) -> Result<PayloadDigest, ResultError> {
         let mut out = Cursor::new(Vec::new());

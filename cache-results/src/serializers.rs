@@ -4,10 +4,8 @@
 //! `deserialize` reads from a buffered reader, decoding straight from its buffer when
 //! that already holds the whole payload.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::io::{BufRead, Write};
-use taskcache_core::result::{SerializeError, Serializer};
+use taskcache_core::result::{SerializeError, Serializer, Visit};
 
 /// bincode 2 with its standard configuration (little-endian, varint integers):
 /// compact and fast. The default serializer, id 1.
@@ -39,9 +37,9 @@ impl Serializer for BincodeSerializer {
         "bincode"
     }
 
-    fn serialize<T: Serialize + ?Sized>(
+    fn serialize(
         &self,
-        value: &T,
+        value: &dyn erased_serde::Serialize,
         mut out: &mut dyn Write,
     ) -> Result<(), SerializeError> {
         bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
@@ -49,12 +47,13 @@ impl Serializer for BincodeSerializer {
             .map_err(|e| SerializeError(e.to_string()))
     }
 
-    fn deserialize<T: DeserializeOwned>(
+    fn deserialize_with(
         &self,
         input: &mut dyn BufRead,
         max_len: u64,
-    ) -> Result<T, SerializeError> {
-        bincode_decode::decode(input, max_len).map_err(|e| SerializeError(e.0))
+        visit: &mut Visit<'_>,
+    ) -> Result<(), SerializeError> {
+        bincode_decode::decode(input, max_len, visit).map_err(|e| SerializeError(e.0))
     }
 
     fn encodes_bytes_as_bincode(&self) -> bool {
@@ -78,36 +77,38 @@ impl Serializer for JsonSerializer {
         "json"
     }
 
-    fn serialize<T: Serialize + ?Sized>(
+    fn serialize(
         &self,
-        value: &T,
+        value: &dyn erased_serde::Serialize,
         out: &mut dyn Write,
     ) -> Result<(), SerializeError> {
         serde_json::to_writer(out, value).map_err(|e| SerializeError(e.to_string()))
     }
 
-    fn deserialize<T: DeserializeOwned>(
+    fn deserialize_with(
         &self,
         input: &mut dyn BufRead,
         max_len: u64,
-    ) -> Result<T, SerializeError> {
+        visit: &mut Visit<'_>,
+    ) -> Result<(), SerializeError> {
         let fail = |e: serde_json::Error| SerializeError(e.to_string());
+        let erased = |e: erased_serde::Error| SerializeError(e.to_string());
         let buffered = input
             .fill_buf()
             .map_err(|e| SerializeError(e.to_string()))?;
         if buffered.len() as u64 == max_len {
             let mut de = serde_json::Deserializer::from_slice(buffered);
-            let value = T::deserialize(&mut de).map_err(fail)?;
+            visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de)).map_err(erased)?;
             de.end().map_err(fail)?;
             let used = buffered.len();
             input.consume(used);
-            return Ok(value);
+            return Ok(());
         }
         // `end` reads on to the end of the input: only whitespace may follow the value.
         let mut de = serde_json::Deserializer::from_reader(input);
-        let value = T::deserialize(&mut de).map_err(fail)?;
+        visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de)).map_err(erased)?;
         de.end().map_err(fail)?;
-        Ok(value)
+        Ok(())
     }
 }
 
@@ -213,9 +214,9 @@ impl<S: Serializer> Serializer for Zstd<S> {
         }
     }
 
-    fn serialize<T: Serialize + ?Sized>(
+    fn serialize(
         &self,
-        value: &T,
+        value: &dyn erased_serde::Serialize,
         out: &mut dyn Write,
     ) -> Result<(), SerializeError> {
         let fail = |e: std::io::Error| SerializeError(format!("zstd: {e}"));
@@ -240,11 +241,12 @@ impl<S: Serializer> Serializer for Zstd<S> {
         Ok(())
     }
 
-    fn deserialize<T: DeserializeOwned>(
+    fn deserialize_with(
         &self,
         input: &mut dyn BufRead,
         max_len: u64,
-    ) -> Result<T, SerializeError> {
+        visit: &mut Visit<'_>,
+    ) -> Result<(), SerializeError> {
         use std::io::Read;
         let fail = |e: std::io::Error| SerializeError(format!("zstd: {e}"));
         let refuse = |why: String| SerializeError(format!("zstd: {why}"));
@@ -282,7 +284,7 @@ impl<S: Serializer> Serializer for Zstd<S> {
             .single_frame();
         let capacity = usize::try_from(size).map_or(PLAIN_BUFFER, |s| s.clamp(1, PLAIN_BUFFER));
         let mut plain = std::io::BufReader::with_capacity(capacity, decoder.take(size));
-        let value = self.inner.deserialize(&mut plain, size)?;
+        self.inner.deserialize_with(&mut plain, size, visit)?;
         let rest = plain.fill_buf().map_err(fail)?;
         if !rest.is_empty() {
             return Err(refuse(format!(
@@ -300,7 +302,7 @@ impl<S: Serializer> Serializer for Zstd<S> {
         // Reading on makes the decoder check the end of the frame.
         let mut probe = [0u8; 1];
         match decoder.get_mut().read(&mut probe).map_err(fail)? {
-            0 => Ok(value),
+            0 => Ok(()),
             _ => Err(refuse(format!(
                 "the frame decompresses to more than the {size} bytes it records"
             ))),
@@ -312,7 +314,7 @@ impl<S: Serializer> Serializer for Zstd<S> {
 /// exactly as `bincode::serde` decodes it, except that no length in the payload is
 /// trusted ahead of the bytes behind it (see [`super::BincodeSerializer`]).
 mod bincode_decode {
-    use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
+    use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
     use std::fmt;
     use std::io::BufRead;
 
@@ -341,10 +343,12 @@ mod bincode_decode {
     /// Decodes one value of the `max_len` bytes `input` yields at most, leaving what
     /// follows it in `input`: from `input`'s buffer when it holds them all, else
     /// streaming.
-    pub(super) fn decode<T: DeserializeOwned>(
+    pub(super) fn decode(
         input: &mut dyn BufRead,
         max_len: u64,
-    ) -> Result<T, Error> {
+        visit: &mut super::Visit<'_>,
+    ) -> Result<(), Error> {
+        let erased = |e: erased_serde::Error| Error(e.to_string());
         let buffered = input.fill_buf().map_err(|e| Error(e.to_string()))?;
         if buffered.len() as u64 == max_len {
             let mut de = Decoder(
@@ -354,18 +358,19 @@ mod bincode_decode {
                 },
                 Limits::for_payload(max_len),
             );
-            let value = T::deserialize(&mut de)?;
+            visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de)).map_err(erased)?;
             let used = de.0.at;
             input.consume(used);
-            return Ok(value);
+            return Ok(());
         }
-        T::deserialize(&mut Decoder(
+        let mut de = Decoder(
             Stream {
                 input,
                 left: max_len,
             },
             Limits::for_payload(max_len),
-        ))
+        );
+        visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de)).map_err(erased)
     }
 
     /// Where the bytes come from.
@@ -432,14 +437,14 @@ mod bincode_decode {
     /// A crafted payload must fail quickly: elements of a zero-sized type (`Vec<()>`)
     /// take no bytes, so their claimed count is bounded here rather than by the bytes
     /// left; and each level of nesting takes stack, so a recursive type nested deeper
-    /// than [`MAX_DEPTH`] is refused (as serde_json refuses 128) instead of overflowing it.
+    /// than [`MAX_DEPTH`] is refused (as serde_json does at the same depth) instead of overflowing it.
     struct Limits {
         depth: u32,
         elements: u64,
     }
 
     /// The deepest nesting decoded.
-    const MAX_DEPTH: u32 = 256;
+    const MAX_DEPTH: u32 = 128;
     /// Elements allowed beyond one per payload byte (for zero-sized ones).
     const SPARE_ELEMENTS: u64 = 1 << 24;
 

