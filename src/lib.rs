@@ -605,6 +605,7 @@
 
 pub use taskcache_macros::{flow, task};
 
+pub use taskcache_core::builder::{self, BuildError, BuiltTask, Task, TaskBuilder};
 pub use taskcache_core::context::{self, Clock, Context, ManualClock};
 pub use taskcache_core::flow::{Flow, FlowRun, TaskRunReport};
 pub use taskcache_core::hash::{hash_input, HashError, InputDigest};

@@ -252,19 +252,27 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
     ///
     /// A result set on the context (`Context::with_result`) takes the place of
     /// `backend`.
-    pub fn result<R: ResultBackend>(mut self, backend: &'s R, checkpoint: Option<bool>) -> Self
+    pub fn result<R: ResultBackend>(self, backend: &'s R, checkpoint: Option<bool>) -> Self
     where
         T: PersistableOutput,
     {
+        self.result_with(backend, PersistOps::new(), checkpoint)
+    }
+
+    /// [`result`](Self::result) with a backend of any type, and the operations on `T`
+    /// made where its bounds were known.
+    pub(crate) fn result_with(
+        mut self,
+        backend: &'s dyn ResultBackend,
+        ops: PersistOps<T>,
+        checkpoint: Option<bool>,
+    ) -> Self {
         let backend = match Context::with_current(|c| c.and_then(|c| c.result.clone())) {
             Some(scoped) => BackendRef::Scoped(scoped, backend),
             None => BackendRef::Static(backend),
         };
         self.persist = Some(PersistConfig {
-            backend: Backend {
-                backend,
-                ops: PersistOps::new(),
-            },
+            backend: Backend { backend, ops },
             checkpoint,
             target: None,
             inputs: Vec::new(),

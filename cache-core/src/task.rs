@@ -277,6 +277,27 @@ pub struct CachedValue<R> {
     pub(crate) erase: fn(&R) -> Box<dyn Any + Send + Sync>,
 }
 
+impl<R> Clone for CachedValue<R> {
+    fn clone(&self) -> Self {
+        CachedValue {
+            find: self.find,
+            erase: self.erase,
+        }
+    }
+}
+
+impl<R: CacheableOutput> CachedValue<R> {
+    /// The whole value is cached (what [`CachedWhole`] chooses).
+    pub(crate) fn whole() -> Self {
+        CachedValue {
+            find: |key, validator, all, each, parameters, now| {
+                key.find::<R>(validator, all, each, parameters, now)
+            },
+            erase: |v| Box::new(v.clone()),
+        }
+    }
+}
+
 /// A lookup in the candidates of one key ([`KeyCache::find`]'s arguments).
 pub(crate) type FindCached<R> = fn(
     &KeyCache,
@@ -341,12 +362,7 @@ impl<R> CachedWhole for OutputType<R> {
     where
         R: CacheableOutput,
     {
-        CachedValue {
-            find: |key, validator, all, each, parameters, now| {
-                key.find::<R>(validator, all, each, parameters, now)
-            },
-            erase: |v| Box::new(v.clone()),
-        }
+        CachedValue::whole()
     }
 }
 
