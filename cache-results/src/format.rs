@@ -489,13 +489,13 @@ pub fn decode_blob(stored: &[u8], kind: u64, path: &Path) -> Result<Vec<u8>, Res
 /// Opens `path` for reading only if it is a regular file, without blocking: a FIFO, a
 /// device or a directory in its place is reported as [`ResultError::Corrupt`] (a miss
 /// to the runtime), never waited on. The check is made on the opened handle, so the
-/// file cannot be swapped between the check and the read. `Ok(None)` when there is
-/// nothing at `path`.
+/// file cannot be swapped between the check and the read; its metadata comes back
+/// with it. `Ok(None)` when there is nothing at `path`.
 ///
 /// # Errors
 /// [`ResultError::Corrupt`] for anything but a regular file, [`ResultError::Io`] when
 /// opening fails otherwise.
-pub fn open_regular(path: &Path) -> Result<Option<File>, ResultError> {
+pub fn open_regular(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, ResultError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
@@ -522,7 +522,7 @@ pub fn open_regular(path: &Path) -> Result<Option<File>, ResultError> {
              remove it",
         ));
     }
-    Ok(Some(file))
+    Ok(Some((file, meta)))
 }
 
 /// Creates a temporary file beside `path`, lets `fill` write it, syncs it, renames it
@@ -586,10 +586,9 @@ pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
             continue;
         }
         let path = entry.path();
-        let Ok(Some(file)) = open_regular(&path) else {
+        let Ok(Some((file, meta))) = open_regular(&path) else {
             continue;
         };
-        let Ok(meta) = file.metadata() else { continue };
         let old = meta
             .modified()
             .ok()
@@ -998,9 +997,9 @@ where
     T: serde::de::DeserializeOwned + 'static,
     S: Serializer,
 {
-    let file = open_regular(path)?.ok_or_else(|| io_error(path)(io::ErrorKind::NotFound.into()))?;
-    let len = file.metadata().map_err(io_error(path))?.len();
-    read_from(file, len, serializer, path, true, None)
+    let (file, meta) =
+        open_regular(path)?.ok_or_else(|| io_error(path)(io::ErrorKind::NotFound.into()))?;
+    read_from(file, meta.len(), serializer, path, true, None)
 }
 
 #[cfg(test)]

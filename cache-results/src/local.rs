@@ -350,12 +350,11 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         slot: &mut dyn Slot,
     ) -> Result<(), ResultError> {
         let path = self.path(location)?;
-        let Some(file) = format::open_regular(&path)? else {
+        let Some((file, meta)) = format::open_regular(&path)? else {
             return Err(ResultError::NotFound {
                 location: location.clone(),
             });
         };
-        let meta = file.metadata().map_err(io(&path))?;
         let large = meta.len() >= TRUST_VERIFIED_FROM;
         let stamp = Stamp::of(&meta);
         let verified = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -397,10 +396,10 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
 
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
         let path = self.record_path(key, id);
-        let Some(mut file) = format::open_regular(&path)? else {
+        let Some((mut file, meta)) = format::open_regular(&path)? else {
             return Ok(None);
         };
-        let len = file.metadata().map_err(io(&path))?.len();
+        let len = meta.len();
         if len > MAX_RECORD {
             return Err(ResultError::Corrupt {
                 path,
