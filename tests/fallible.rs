@@ -2,8 +2,10 @@
 //! `Result` (an alias, `io::Result`, a re-export under another name) fails the run, is
 //! retried, and is never cached nor written; a type merely named `Result` is not one.
 
+mod common;
+
 use chrono::{TimeZone, Utc};
-use std::path::{Path, PathBuf};
+use common::{dir, files_under};
 use std::sync::atomic::{AtomicU32, Ordering};
 use taskcache::prelude::*;
 use taskcache::OutputCache;
@@ -231,32 +233,6 @@ fn an_async_task_fails_on_err_through_an_alias() {
     assert_eq!(state.kind(), StateKind::Success);
     assert_eq!(state.run_count(), 3);
     assert_eq!(state.into_output(), Ok(3));
-}
-
-fn dir(task: &str) -> String {
-    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let root = ROOT.get_or_init(|| tempfile::tempdir().unwrap().keep());
-    root.join(task).to_string_lossy().into_owned()
-}
-
-/// Every file under `dir`, hidden entries (locks, records) left out.
-fn files_under(dir: &str) -> Vec<PathBuf> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-            let path = e.path();
-            if e.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(Path::new(dir), &mut out);
-    out
 }
 
 static TARGET_RUNS: AtomicU32 = AtomicU32::new(0);

@@ -4,45 +4,15 @@
 
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use taskcache::prelude::*;
 use taskcache::results::LocalResult;
 use taskcache::OutputCache;
 
-/// Each task gets a directory of its own under one temporary root per test process; a
-/// child process is handed the parent's root through `TASKCACHE_TEST_ROOT`.
-fn dir(task: &str) -> String {
-    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let root = ROOT.get_or_init(|| match std::env::var_os("TASKCACHE_TEST_ROOT") {
-        Some(root) => PathBuf::from(root),
-        None => tempfile::tempdir().unwrap().keep(),
-    });
-    root.join(task).to_string_lossy().into_owned()
-}
+mod common;
 
-/// Runs this test binary again for one test, with `child` set, and returns its stdout.
-fn run_child(test: &str, child: &str) -> String {
-    let root = Path::new(&dir("x")).parent().unwrap().to_path_buf();
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("TASKCACHE_TEST_ROOT", root)
-        .env("TASKCACHE_TEST_CHILD", child)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn child() -> Option<String> {
-    std::env::var("TASKCACHE_TEST_CHILD").ok()
-}
+use common::{child, dir, run_child};
 
 /// Runs `f` on a thread of its own and fails if it has not returned within `limit`:
 /// a hang fails the test instead of hanging the suite.

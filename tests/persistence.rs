@@ -2,70 +2,16 @@
 //! damaged files, the checkpointing switch, and output caches that outlive the process.
 
 use chrono::{TimeZone, Utc};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use taskcache::prelude::*;
 use taskcache::results::LocalResult;
 use taskcache::OutputCache;
 
-/// Each task gets a directory of its own under one temporary root per test process; a
-/// child process is handed the parent's root through `TASKCACHE_TEST_ROOT`.
-fn dir(task: &str) -> String {
-    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let root = ROOT.get_or_init(|| match std::env::var_os("TASKCACHE_TEST_ROOT") {
-        Some(root) => PathBuf::from(root),
-        None => tempfile::tempdir().unwrap().keep(),
-    });
-    root.join(task).to_string_lossy().into_owned()
-}
+mod common;
 
-fn files_under(dir: &str) -> Vec<PathBuf> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-        if let Ok(entries) = std::fs::read_dir(p) {
-            for e in entries.flatten() {
-                let path = e.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.push(path);
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(Path::new(dir), &mut out);
-    // Locks, records and temporary files live in hidden entries: count the results only.
-    out.retain(|p| {
-        !p.strip_prefix(dir)
-            .unwrap()
-            .components()
-            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
-    });
-    out
-}
-
-/// Runs this test binary again for one test, with `child` set, and returns its stdout.
-fn run_child(test: &str, child: &str) -> String {
-    let root = Path::new(&dir("x")).parent().unwrap().to_path_buf();
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("TASKCACHE_TEST_ROOT", root)
-        .env("TASKCACHE_TEST_CHILD", child)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn child() -> Option<String> {
-    std::env::var("TASKCACHE_TEST_CHILD").ok()
-}
+use common::{child, dir, files_under, run_child};
 
 static CHECKPOINT_RUNS: AtomicU32 = AtomicU32::new(0);
 
