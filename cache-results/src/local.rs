@@ -274,7 +274,9 @@ impl Drop for HeldLock {
 /// `File::lock` (Rust 1.89, our minimum) is what the `fs4` crate offers, without the
 /// dependency.
 fn lock_file(path: PathBuf) -> Result<HeldLock, ResultError> {
-    loop {
+    // Each new try follows a holder that let go; so many in a row mean the path is not
+    // behaving as a lock file does (say a symbolic link that keeps changing).
+    for _ in 0..LOCK_TRIES {
         let mut options = OpenOptions::new();
         options.create(true).truncate(false).write(true);
         // A FIFO in place of the lock file would block `open` until a reader came.
@@ -292,17 +294,25 @@ fn lock_file(path: PathBuf) -> Result<HeldLock, ResultError> {
         // The previous holder removes the file when it lets go: if the path no longer
         // names the file locked here, another process may hold a lock on a new file
         // there, so start again.
+        // (`metadata` follows a symbolic link, as `open` did.)
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
-            match std::fs::symlink_metadata(&path) {
+            match std::fs::metadata(&path) {
                 Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {}
                 _ => continue,
             }
         }
         return Ok(HeldLock { file, path });
     }
+    Err(io(&path)(std::io::Error::other(format!(
+        "the lock file was replaced {LOCK_TRIES} times in a row while this process waited \
+         for it; remove it if nothing else should be there"
+    ))))
 }
+
+/// How many times [`lock_file`] starts again on a replaced lock file before it gives up.
+const LOCK_TRIES: u32 = 1000;
 
 fn missing(e: &std::io::Error) -> bool {
     matches!(
@@ -463,6 +473,24 @@ mod tests {
         }
         assert_eq!(encode_id("0f3a"), "0f3a", "hex digests are their own names");
         assert_eq!(decode_id("%4"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_as_lock_file_is_locked_not_looped_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, b"").unwrap();
+        let link = dir.path().join("link.lock");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = send.send(lock_file(link).map(drop).map_err(|e| e.to_string()));
+        });
+        let locked = receive
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("lock_file returned");
+        assert!(locked.is_ok(), "{locked:?}");
     }
 
     #[test]
