@@ -348,3 +348,42 @@ fn a_record_copied_under_another_tasks_key_is_not_that_tasks() {
         "another key's record: {out}"
     );
 }
+
+#[task(cache_for = "1h", checkpoint, result = LocalResult::new(dir("spent")))]
+fn spent(x: u64) -> u64 {
+    x
+}
+
+#[test]
+fn records_are_private_and_spent_ones_are_removed() {
+    let start = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 23, 9, 0, 0).unwrap();
+    let clock = ManualClock::new(start);
+    let fresh = || {
+        Context::current()
+            .with_cache(OutputCache::new())
+            .with_clock(clock.clock())
+    };
+    fresh().scope(|| spent(1));
+    let first = records(&dir("spent"));
+    assert_eq!(first.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&first[0]).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "a record holds the flow's parameters: {mode:o}"
+        );
+    }
+    // Expired: the next lookup (duration_only reads every record of the key) removes it.
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert!(!fresh().scope(|| spent::run(2)).is_cached());
+    let now = records(&dir("spent"));
+    assert_eq!(
+        now.len(),
+        1,
+        "the spent record is gone, the new one stays: {now:?}"
+    );
+    assert_ne!(now[0], first[0]);
+}

@@ -110,6 +110,12 @@ impl<T> Backend<'_, T> {
     pub(crate) fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
         self.backend.lock(location)
     }
+    pub(crate) fn lock_id(&self, location: &Location) -> String {
+        self.backend.lock_id(location)
+    }
+    pub(crate) fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
+        self.backend.remove_record(key, id)
+    }
     pub(crate) fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
         self.backend.put_record(key, id, bytes)
     }
@@ -488,20 +494,37 @@ pub(crate) fn record_hit<T>(
         }
     };
     let inputs = HashedInputs::new(names, digests);
+    // A record that can never serve again (damaged, of another version or key, expired)
+    // is removed, so that records do not pile up and later lookups do not read it again.
+    // (Removing one that another process has just replaced loses that entry: a miss
+    // later, never a wrong value.)
+    let discard = |id: &str| {
+        if let Err(e) = backend.remove_record(key, id) {
+            tracing::debug!(task, cache_key = key, record = %id, error = %e, "cannot remove a spent cache record");
+        }
+    };
     for id in ids {
         let bytes = match backend.get_record(key, &id) {
             Ok(Some(b)) => b,
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(task, cache_key = key, record = %id, error = %e, "cannot read a persisted cache record");
+                if matches!(e, ResultError::Corrupt { .. }) {
+                    discard(&id);
+                }
                 continue;
             }
         };
         let Some(cached_and_location) = decode_record(&bytes, names, key) else {
-            tracing::warn!(task, cache_key = key, record = %id, "a persisted cache record is damaged or from another version; it is ignored");
+            tracing::warn!(task, cache_key = key, record = %id, "a persisted cache record is damaged or from another version; it is removed");
+            discard(&id);
             continue;
         };
         let (cached, location, pinned) = cached_and_location;
+        if cached.is_expired(now) {
+            discard(&id);
+            continue;
+        }
         if !validator.is_valid(&cached, &inputs, parameters, now) {
             continue;
         }

@@ -377,15 +377,13 @@ impl ValueType {
 }
 
 /// A value to write, type-erased: its serde form, its type, and its bytes when it is a
-/// `Vec<u8>` (written in one piece, not byte by byte through serde).
+/// `Vec<u8>` (written in one piece, not byte by byte through serde). Made only by
+/// [`Value::of`], so the three always agree.
 #[derive(Clone, Copy)]
 pub struct Value<'a> {
-    /// The value, to serialize.
-    pub serialize: &'a dyn erased_serde::Serialize,
-    /// Its type.
-    pub ty: ValueType,
-    /// The bytes of a `Vec<u8>` value.
-    pub bytes: Option<&'a [u8]>,
+    serialize: &'a dyn erased_serde::Serialize,
+    ty: ValueType,
+    bytes: Option<&'a [u8]>,
 }
 
 impl<'a> Value<'a> {
@@ -398,6 +396,21 @@ impl<'a> Value<'a> {
                 .downcast_ref::<Vec<u8>>()
                 .map(Vec::as_slice),
         }
+    }
+
+    /// The value, to serialize.
+    pub fn serialize(&self) -> &'a dyn erased_serde::Serialize {
+        self.serialize
+    }
+
+    /// Its type.
+    pub fn ty(&self) -> ValueType {
+        self.ty
+    }
+
+    /// The bytes of a `Vec<u8>` value.
+    pub fn bytes(&self) -> Option<&'a [u8]> {
+        self.bytes
     }
 }
 
@@ -521,7 +534,9 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     fn exists(&self, location: &Location) -> Result<bool, ResultError>;
     /// Reads the value at `location` into `slot`, verifying its integrity and its type
     /// (`slot.ty()`) first and, when `pinned` is given, that the stored payload's digest
-    /// is that one.
+    /// is that one. An implementation must honour `pinned`: a cache record names its
+    /// result by location and digest, and another payload at that location (another
+    /// input's output) must not be served for it.
     ///
     /// # Errors
     /// [`ResultError::NotFound`] when nothing is there; [`ResultError::Corrupt`] and
@@ -549,6 +564,13 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// When the lock cannot be taken.
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError>;
+    /// What identifies the lock of `location`: two backends whose locks on it exclude
+    /// each other must give the same text, so that a task called from a body that holds
+    /// the lock is known not to wait for it. By default the description and the
+    /// location.
+    fn lock_id(&self, location: &Location) -> String {
+        format!("{}\0{location}", self.describe())
+    }
     /// Stores a cached-state record `id` under the cache `key`, atomically.
     ///
     /// # Errors

@@ -434,11 +434,6 @@ struct HeldTarget {
     holding: Option<String>,
 }
 
-/// How a lock on `location` of `backend` is known in a [`Held`] chain.
-fn lock_id<T>(backend: &Backend<'_, T>, location: &Location) -> String {
-    format!("{}\0{location}", backend.describe())
-}
-
 /// The task up the context's chain that already holds `what` (logged), if one does: the
 /// caller then runs without it rather than wait for itself.
 fn held_by_caller(spec: &TaskSpec, ctx: &Context, what: &Holding) -> bool {
@@ -622,7 +617,7 @@ where
         if let Some(state) = hit(&location) {
             return TargetCheck::Done(state);
         }
-        let id = lock_id(&p.backend, &location);
+        let id = p.backend.lock_id(&location);
         let lock = if held_by_caller(spec, &ctx, &Holding::Lock(id.clone())) {
             None
         } else {
@@ -798,7 +793,7 @@ where
             let mut record_lock = None;
             if let Some(p) = persistent {
                 let at = persist::record_lock_location(spec.cache_key(), &all);
-                let id = Holding::Lock(lock_id(&p.backend, &at));
+                let id = Holding::Lock(p.backend.lock_id(&at));
                 if !held_by_caller(spec, ctx, &id) {
                     record_lock = persist::lock(&p.backend, spec.name(), &at);
                     if record_lock.is_some() {

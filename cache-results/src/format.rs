@@ -292,7 +292,7 @@ where
 {
     out.write_all(&[0u8; HEADER_LEN]).map_err(io_error(path))?;
     let bytes = value
-        .bytes
+        .bytes()
         .filter(|_| serializer.encodes_bytes_as_bincode());
     let (digest, len) = match bytes {
         Some(bytes) => {
@@ -308,7 +308,7 @@ where
                 failed: None,
             };
             let mut buffered = BufWriter::with_capacity(IO_BUFFER, &mut hashing);
-            let written = serializer.serialize(value.serialize, &mut buffered);
+            let written = serializer.serialize(value.serialize(), &mut buffered);
             let flushed = match written {
                 Ok(()) => buffered.flush(),
                 Err(_) => Ok(()),
@@ -332,7 +332,7 @@ where
     };
     let header = Header {
         serializer: serializer.id(),
-        fingerprint: fingerprint_of(value.ty.name),
+        fingerprint: fingerprint_of(value.ty().name),
         len,
         digest,
     };
@@ -422,7 +422,9 @@ pub fn write_file<S>(
 where
     S: Serializer,
 {
-    write_atomically(path, |file| {
+    // A result is an ordinary file (a Make-style target other tools read): the usual
+    // 0666 less the umask.
+    write_atomically(path, 0o666, |file| {
         // The payload's data is synced as soon as it is written (overlapping the hashing
         // of a large `Vec<u8>`); the final sync then has only the header left.
         encode_into(value, serializer, file, path, |f| f.sync_data())
@@ -434,12 +436,13 @@ where
 pub const BLOB_SERIALIZER: u8 = 0x7f;
 
 /// Writes `bytes` to `path` as a blob of `kind` (a fingerprint the reader must
-/// expect, see [`decode_blob`]), atomically and durably as [`write_file`].
+/// expect, see [`decode_blob`]), atomically and durably as [`write_file`], readable by
+/// its owner only: a cache record holds the flow's parameters, which may be secrets.
 ///
 /// # Errors
 /// [`ResultError::Io`] naming the path or directory that failed.
 pub fn write_blob(bytes: &[u8], kind: u64, path: &Path) -> Result<PayloadDigest, ResultError> {
-    write_atomically(path, |file| {
+    write_atomically(path, 0o600, |file| {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let header = Header {
             serializer: BLOB_SERIALIZER,
@@ -529,9 +532,10 @@ pub fn open_regular(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, Re
 /// to `path` and syncs the directory. The temporary file is removed on any error (its
 /// `NamedTempFile` deletes it when dropped), and is locked while it is written, so that
 /// [`remove_stale_temp_files`] can tell the leftovers of a killed writer from the file
-/// of a live one.
+/// of a live one. The file gets the Unix permissions `mode`, less the umask.
 fn write_atomically<R>(
     path: &Path,
+    mode: u32,
     fill: impl FnOnce(&mut File) -> Result<R, ResultError>,
 ) -> Result<R, ResultError> {
     let dir = match path.parent() {
@@ -542,10 +546,11 @@ fn write_atomically<R>(
     remove_stale_temp_files_once(dir);
     let mut builder = tempfile::Builder::new();
     builder.prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX);
-    // tempfile creates files readable by the owner only; a result is an ordinary file
-    // (a Make-style target other tools read), so it gets the usual 0666 less the umask.
+    // tempfile's own default is owner-only; `mode` (less the umask) is the caller's.
     #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut tmp = builder.tempfile_in(dir).map_err(io_error(dir))?;
     // A fresh file nobody else has opened: the lock is free. Held until the file is
     // closed (after the rename), also released if the process dies.

@@ -137,6 +137,12 @@ impl<S: Serializer> LocalResult<S> {
         Ok(location.under(&self.dir))
     }
 
+    /// The lock file of `location`: the hex of the first 16 bytes of its SHA-256.
+    fn lock_path(&self, location: &Location) -> PathBuf {
+        let name = hex(&Sha256::digest(location.as_str().as_bytes())[..16]);
+        self.dir.join(LOCKS).join(format!("{name}.lock"))
+    }
+
     fn records_dir(&self, key: &str) -> PathBuf {
         self.dir.join(RECORDS).join(encode_key(key))
     }
@@ -393,11 +399,17 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
     }
 
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
-        let name = hex(&Sha256::digest(location.as_str().as_bytes())[..16]);
-        let dir = self.dir.join(LOCKS);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(format!("{name}.lock"));
+        let path = self.lock_path(location);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
         lock_file(path).map(LocationLock::new)
+    }
+
+    fn lock_id(&self, location: &Location) -> String {
+        // The lock file itself: backends with the same directory, whatever their
+        // serializer or how the directory was written, share it.
+        self.lock_path(location).display().to_string()
     }
 
     fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
