@@ -638,7 +638,7 @@ pub mod __private {
     };
     pub use taskcache_core::task::{
         CachedAsSuccess, CachedWhole, FailsWithDebug, FailsWithDisplay, FailsWithoutText,
-        NeverFails, OutputType,
+        NeverFails, OutputType, PersistedAsSuccess, PersistedWhole,
     };
 
     use serde::Serialize;

@@ -299,3 +299,35 @@ fn an_err_is_never_checkpointed_nor_written_to_a_target() {
         assert_eq!(runs(&CHECKPOINT_RUNS), 3);
     });
 }
+
+static IO_TARGET_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// `std::io::Error` is not `Serialize`: only the `Ok` value is stored.
+#[task(checkpoint, target = "io/{x}.bin", result = LocalResult::new(dir("io_target")))]
+fn io_target(x: u32) -> std::io::Result<u32> {
+    IO_TARGET_RUNS.fetch_add(1, Ordering::SeqCst);
+    if x == 0 {
+        Err(std::io::Error::other("zero"))
+    } else {
+        Ok(x * 2)
+    }
+}
+
+#[test]
+fn a_result_output_stores_its_success_and_needs_no_serde_error() {
+    let state = io_target::run(4);
+    assert_eq!(state.location().unwrap().as_str(), "io/4.bin");
+    // The file holds what a task returning `u32` would write.
+    let stored: u32 = LocalResult::new(dir("io_target"))
+        .read(state.location().unwrap())
+        .unwrap();
+    assert_eq!(stored, 8);
+    let again = io_target::run(4);
+    assert!(again.is_cached());
+    assert_eq!(again.into_output().unwrap(), 8);
+    assert!(io_target::run(0).is_failed());
+    assert!(files_under(&dir("io_target"))
+        .iter()
+        .all(|p| !p.ends_with("io/0.bin")));
+    assert_eq!(runs(&IO_TARGET_RUNS), 2);
+}

@@ -51,8 +51,9 @@ impl std::ops::Deref for BackendRef<'_> {
     }
 }
 
-/// What persistence does with values of one type `T`, made where `T`'s bounds are known.
-pub(crate) struct PersistOps<T> {
+/// What persistence does with a task's outputs of type `T`, made where `T`'s bounds are
+/// known: the whole value, or the `T` of a `Result<T, E>` (see `task::PersistedAsSuccess`).
+pub struct PersistOps<T> {
     read: fn(&dyn ResultBackend, &Location, Option<&PayloadDigest>) -> Result<T, ResultError>,
     write: fn(&dyn ResultBackend, &T, &Location) -> Result<PayloadDigest, ResultError>,
     is_none: fn(&T) -> bool,
@@ -67,12 +68,34 @@ impl<T> Clone for PersistOps<T> {
 impl<T> Copy for PersistOps<T> {}
 
 impl<T: Serialize + DeserializeOwned + 'static> PersistOps<T> {
-    /// The operations on `T`.
+    /// The whole value is stored.
     pub(crate) fn new() -> Self {
         PersistOps {
             read: |b, l, p| b.read_pinned::<T>(l, p),
             write: |b, v, l| b.write(v, l),
             is_none: is_none::<T>,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + 'static, E> PersistOps<Result<T, E>> {
+    /// Only the `T` of an `Ok(T)` is stored, and read back as `Ok(t)`: the file is what
+    /// a task returning `T` would write, and `E` needs no serde. (An `Err` is a failure
+    /// and never reaches the result.)
+    pub(crate) fn success_of() -> Self {
+        PersistOps {
+            read: |b, l, p| b.read_pinned::<T>(l, p).map(Ok),
+            write: |b, v, l| match v {
+                Ok(t) => b.write(t, l),
+                Err(_) => Err(ResultError::Serialize {
+                    path: std::path::PathBuf::from(l.as_str()),
+                    serializer: "taskcache",
+                    source: crate::result::SerializeError(
+                        "an `Err` is a failure and is never written".into(),
+                    ),
+                }),
+            },
+            is_none: |v| v.as_ref().is_ok_and(is_none::<T>),
         }
     }
 }

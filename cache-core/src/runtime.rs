@@ -252,11 +252,15 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
     ///
     /// A result set on the context (`Context::with_result`) takes the place of
     /// `backend`.
-    pub fn result<R: ResultBackend>(self, backend: &'s R, checkpoint: Option<bool>) -> Self
-    where
-        T: PersistableOutput,
-    {
-        self.result_with(backend, PersistOps::new(), checkpoint)
+    /// `ops` says how outputs are stored: the generated code picks them by the return
+    /// type (the `T` of a `Result<T, E>`, else the whole value; `task::PersistedWhole`).
+    pub fn result<R: ResultBackend>(
+        self,
+        backend: &'s R,
+        ops: PersistOps<T>,
+        checkpoint: Option<bool>,
+    ) -> Self {
+        self.result_with(backend, ops, checkpoint)
     }
 
     /// [`result`](Self::result) with a backend of any type, and the operations on `T`

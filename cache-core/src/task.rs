@@ -3,7 +3,8 @@
 
 use crate::hash::InputDigest;
 use crate::parameters::Parameters;
-use crate::runtime::CacheableOutput;
+use crate::persist::PersistOps;
+use crate::runtime::{CacheableOutput, PersistableOutput};
 use crate::state::HashedInputs;
 use crate::store::{KeyCache, Lookup};
 use crate::validators::CacheValidator;
@@ -363,6 +364,60 @@ impl<R> CachedWhole for OutputType<R> {
         R: CacheableOutput,
     {
         CachedValue::whole()
+    }
+}
+
+/// The bound on the success type `T` of a task with a `result` returning
+/// `Result<T, E>`: only `Ok` values are written, so `E` needs nothing.
+#[diagnostic::on_unimplemented(
+    message = "the success type `{Self}` of a task with a `result` must implement `serde::Serialize` and `serde::Deserialize`",
+    label = "`Ok` values are written to the result and read back from it (an `Err` is never written)",
+    note = "derive both for the type"
+)]
+pub trait PersistableSuccess: serde::Serialize + serde::de::DeserializeOwned + 'static {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + 'static> PersistableSuccess for T {}
+
+/// A `Result<T, E>` is persisted as its `T`, and read back as `Ok(t)`.
+pub trait PersistedAsSuccess {
+    /// The success type.
+    type Success;
+    /// The return type.
+    type Output;
+    /// How the result keeps outputs.
+    fn persist_ops(self) -> PersistOps<Self::Output>
+    where
+        Self::Success: PersistableSuccess;
+}
+
+impl<T, E> PersistedAsSuccess for &OutputType<Result<T, E>> {
+    type Success = T;
+    type Output = Result<T, E>;
+    fn persist_ops(self) -> PersistOps<Result<T, E>>
+    where
+        T: PersistableSuccess,
+    {
+        PersistOps::success_of()
+    }
+}
+
+/// Any other return type is persisted whole.
+pub trait PersistedWhole {
+    /// The return type.
+    type Output;
+    /// How the result keeps outputs.
+    fn persist_ops(self) -> PersistOps<Self::Output>
+    where
+        Self::Output: PersistableOutput;
+}
+
+impl<R> PersistedWhole for OutputType<R> {
+    type Output = R;
+    fn persist_ops(self) -> PersistOps<R>
+    where
+        R: PersistableOutput,
+    {
+        PersistOps::new()
     }
 }
 

@@ -206,7 +206,20 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
             #[allow(clippy::redundant_closure)]
             let #make = || #expr;
         });
-        steps.push(quote_spanned!(key.span()=> .result(::taskcache::__private::result(&RESULT, #make), #checkpoint)));
+        // How outputs are stored, chosen by the type: the `T` of a `Result<T, E>` (so `E`
+        // needs no serde), else the whole value. The bounds are reported at the return
+        // type.
+        let span = match &func.item.sig.output {
+            syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
+            syn::ReturnType::Default => key.span(),
+        };
+        let method = quote_spanned!(span=> persist_ops);
+        let ops = quote! {{
+            #[allow(unused_imports)]
+            use ::taskcache::__private::{PersistedAsSuccess as _, PersistedWhole as _};
+            (&::taskcache::__private::OutputType::<#output>::NEW).#method()
+        }};
+        steps.push(quote_spanned!(key.span()=> .result(::taskcache::__private::result(&RESULT, #make), #ops, #checkpoint)));
         if let Some(target) = &args.target {
             steps.push(quote!(.target(#target)));
         }
