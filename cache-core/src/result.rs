@@ -314,6 +314,29 @@ pub enum ResultError {
     /// The location is not valid (see [`Location`]).
     #[error(transparent)]
     Location(#[from] LocationError),
+    /// A remote store (object storage) failed or could not be set up (see
+    /// [`RemoteError`]). For the runtime a failed read is a miss (the task runs) and a
+    /// failed write is the state's `persist_error` (the value is still returned).
+    #[error(transparent)]
+    Remote(Box<RemoteError>),
+}
+
+/// Why a remote store (object storage) failed: a bad URL, missing credentials, a
+/// refused request, a timeout. `message` has had every credential the store was given,
+/// and every URL query string, removed.
+#[derive(Debug, thiserror::Error)]
+#[error("{store}: {operation} `{object}` failed: {message}; {fix}")]
+pub struct RemoteError {
+    /// The store, as `S3Result(s3://bucket/prefix)`.
+    pub store: String,
+    /// What was being done: `read`, `write`, `lock`, `connect`, …
+    pub operation: &'static str,
+    /// The object (or the store's URL, for `connect`).
+    pub object: String,
+    /// The store's own message, without credentials.
+    pub message: String,
+    /// What to do about it.
+    pub fix: &'static str,
 }
 
 /// The SHA-256 of a stored payload, as its file header records it: what a persisted

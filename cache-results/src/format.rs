@@ -291,6 +291,33 @@ where
     W: Write + Seek,
 {
     out.write_all(&[0u8; HEADER_LEN]).map_err(io_error(path))?;
+    let header = encode_payload(value, serializer, out, path, sync)?;
+    out.seek(SeekFrom::Start(0)).map_err(io_error(path))?;
+    out.write_all(&header.to_bytes()).map_err(io_error(path))?;
+    Ok(PayloadDigest(header.digest))
+}
+
+/// Encodes `value`'s payload (no header) into `out`, hashing it as it goes, and returns
+/// the header that must precede it (`path` is for messages). For stores that cannot
+/// seek back, such as an object store's multipart upload: the header is written last,
+/// wherever it goes.
+///
+/// `sync` is called once the payload is written, as in [`encode_into`].
+///
+/// # Errors
+/// [`ResultError::Serialize`] when the serializer fails, [`ResultError::Io`] when `out`
+/// does.
+pub fn encode_payload<S, W>(
+    value: Value<'_>,
+    serializer: &S,
+    out: &mut W,
+    path: &Path,
+    sync: impl FnOnce(&mut W) -> io::Result<()>,
+) -> Result<Header, ResultError>
+where
+    S: Serializer,
+    W: Write,
+{
     let bytes = value
         .bytes()
         .filter(|_| serializer.encodes_bytes_as_bincode());
@@ -330,15 +357,12 @@ where
             (digest, len)
         }
     };
-    let header = Header {
+    Ok(Header {
         serializer: serializer.id(),
         fingerprint: fingerprint_of(value.ty().name),
         len,
         digest,
-    };
-    out.seek(SeekFrom::Start(0)).map_err(io_error(path))?;
-    out.write_all(&header.to_bytes()).map_err(io_error(path))?;
-    Ok(PayloadDigest(digest))
+    })
 }
 
 /// Writes `prefix` and `bytes` to `out`, then `sync`s it, and returns their SHA-256;
@@ -443,18 +467,33 @@ pub const BLOB_SERIALIZER: u8 = 0x7f;
 /// [`ResultError::Io`] naming the path or directory that failed.
 pub fn write_blob(bytes: &[u8], kind: u64, path: &Path) -> Result<PayloadDigest, ResultError> {
     write_atomically(path, 0o600, |file| {
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let header = Header {
-            serializer: BLOB_SERIALIZER,
-            fingerprint: kind,
-            len: bytes.len() as u64,
-            digest,
-        };
-        file.write_all(&header.to_bytes())
+        let (header, digest) = blob_header(bytes, kind);
+        file.write_all(&header)
             .and_then(|()| file.write_all(bytes))
             .map_err(io_error(path))?;
-        Ok(PayloadDigest(digest))
+        Ok(digest)
     })
+}
+
+/// `bytes` as a blob of `kind`, header and all, in memory: what [`write_blob`] writes
+/// to a file, for a store that takes whole objects.
+pub fn encode_blob(bytes: &[u8], kind: u64) -> Vec<u8> {
+    let (header, _) = blob_header(bytes, kind);
+    let mut stored = Vec::with_capacity(HEADER_LEN + bytes.len());
+    stored.extend_from_slice(&header);
+    stored.extend_from_slice(bytes);
+    stored
+}
+
+fn blob_header(bytes: &[u8], kind: u64) -> ([u8; HEADER_LEN], PayloadDigest) {
+    let digest: [u8; 32] = Sha256::digest(bytes).into();
+    let header = Header {
+        serializer: BLOB_SERIALIZER,
+        fingerprint: kind,
+        len: bytes.len() as u64,
+        digest,
+    };
+    (header.to_bytes(), PayloadDigest(digest))
 }
 
 /// The bytes of a blob of `kind` held whole in `stored` (a file's contents), verified:
@@ -661,7 +700,7 @@ fn sync_dir(dir: &Path) -> Result<(), ResultError> {
 
 /// Checks a header against the payload a record pinned (if any), the reader's
 /// serializer, type and the file's length.
-fn check_header<S: Serializer>(
+pub(crate) fn check_header<S: Serializer>(
     head: &[u8; HEADER_LEN],
     file_len: u64,
     serializer: &S,
@@ -924,6 +963,88 @@ where
         ));
     }
     Ok(())
+}
+
+/// Reads the value stored in a stream that cannot seek, such as an object store's
+/// download, whose total length is `len` (`path` is for messages): the same checks as
+/// [`read_into`], in one pass.
+///
+/// The header is checked as soon as its bytes arrive, so a foreign, pinned-out or
+/// mistyped object is refused before its payload is fetched. A `Vec<u8>` is read
+/// straight into its vector, hashed on a second thread as the bytes arrive. Any
+/// other value up to 1 MiB is held whole; a larger one is spilled to an anonymous
+/// temporary file while it is hashed, and decoded from there only once its checksum
+/// has passed, so it is never held in memory beside the value.
+///
+/// # Errors
+/// As [`read_into`]; a stream that ends early is [`ResultError::Corrupt`].
+pub fn read_stream_into<S, R>(
+    mut input: R,
+    len: u64,
+    serializer: &S,
+    path: &Path,
+    pinned: Option<&PayloadDigest>,
+    slot: &mut dyn Slot,
+) -> Result<(), ResultError>
+where
+    S: Serializer,
+    R: Read,
+{
+    if len < HEADER_LEN as u64 {
+        return Err(short(path, len));
+    }
+    let ty = slot.ty();
+    let mut head = [0u8; HEADER_LEN];
+    input.read_exact(&mut head).map_err(read_error(path))?;
+    let header = check_header(&head, len, serializer, path, pinned, ty)?;
+    if is_byte_vec(ty, serializer) {
+        slot.put_bytes(read_byte_vec(input, &header, path, true)?);
+        return Ok(());
+    }
+    if header.len <= WHOLE_FILE_MAX {
+        // Bounded by the stream's real length, checked against the header above.
+        let mut payload = Vec::with_capacity(header.len as usize);
+        (&mut input)
+            .take(header.len)
+            .read_to_end(&mut payload)
+            .map_err(io_error(path))?;
+        if payload.len() as u64 != header.len {
+            return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
+        }
+        return decode_payload(&payload, &header, serializer, path, true, slot);
+    }
+    let mut spill = tempfile::tempfile().map_err(io_error(Path::new("a temporary file")))?;
+    spill.write_all(&head).map_err(io_error(path))?;
+    let (copied, flushed, hasher, written, failed) = {
+        let mut hashing = Hashing {
+            inner: BufWriter::with_capacity(IO_BUFFER, &mut spill),
+            hasher: Sha256::new(),
+            len: 0,
+            failed: None,
+        };
+        let copied = io::copy(&mut (&mut input).take(header.len), &mut hashing);
+        let flushed = hashing.inner.flush();
+        (copied, flushed, hashing.hasher, hashing.len, hashing.failed)
+    };
+    let digest: [u8; 32] = hasher.finalize().into();
+    if let Some(source) = failed {
+        return Err(io_error(Path::new("a temporary file"))(source));
+    }
+    copied.map_err(io_error(path))?;
+    flushed.map_err(io_error(Path::new("a temporary file")))?;
+    if written != header.len {
+        return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
+    }
+    if digest != header.digest {
+        return Err(corrupt(
+            path,
+            "checksum mismatch: the payload is not what was written",
+        ));
+    }
+    spill
+        .seek(SeekFrom::Start(0))
+        .map_err(io_error(Path::new("a temporary file")))?;
+    read_into(spill, len, serializer, path, false, None, slot)
 }
 
 /// The SHA-256 of the next `len` bytes of `file`, read through a bounded buffer.

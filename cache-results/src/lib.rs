@@ -32,14 +32,25 @@
 pub mod format;
 mod local;
 mod memory;
+#[cfg(feature = "object-store")]
+mod object;
 mod serializers;
 
 pub use local::LocalResult;
 pub use memory::MemoryResult;
+#[cfg(feature = "azure")]
+pub use object::AzureResult;
+#[cfg(feature = "gcp")]
+pub use object::GcsResult;
+#[cfg(feature = "aws")]
+pub use object::S3Result;
+#[cfg(feature = "object-store")]
+pub use object::{object_store, ObjectStoreResult};
 #[cfg(feature = "zstd")]
 pub use serializers::Zstd;
 pub use serializers::{BincodeSerializer, JsonSerializer};
 pub use taskcache_core::result::{
-    Location, LocationError, LocationLock, PayloadDigest, ResultBackend, ResultBackendExt,
-    ResultError, SerializeError, Serializer, Slot, TypedSlot, Value, ValueType, Visit,
+    Location, LocationError, LocationLock, PayloadDigest, RemoteError, ResultBackend,
+    ResultBackendExt, ResultError, SerializeError, Serializer, Slot, TypedSlot, Value, ValueType,
+    Visit,
 };

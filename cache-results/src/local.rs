@@ -52,9 +52,9 @@ pub struct LocalResult<S = BincodeSerializer> {
 const TRUST_VERIFIED_FROM: u64 = 1 << 20;
 
 /// The directory of lock files, under the result's directory.
-const LOCKS: &str = ".locks";
+pub(crate) const LOCKS: &str = ".locks";
 /// The directory of cache records, under the result's directory.
-const RECORDS: &str = ".taskcache-records";
+pub(crate) const RECORDS: &str = ".taskcache-records";
 
 /// What identifies one version of a file: size, modification and change times, inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +200,7 @@ pub(crate) fn unique_location(task_name: &str) -> Location {
 /// A cache key as a directory name: its bytes in hex (keys are any text, `/` and all);
 /// a key longer than 100 bytes as `sha256-` and the hex of its SHA-256, so the name
 /// stays within file-name limits.
-fn encode_key(key: &str) -> String {
+pub(crate) fn encode_key(key: &str) -> String {
     if key.len() <= 100 {
         hex(key.as_bytes())
     } else {
@@ -208,7 +208,7 @@ fn encode_key(key: &str) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -219,7 +219,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A record id as a file name: `[A-Za-z0-9_-]` as is (hex digests are unchanged),
 /// every other byte as `%XX`, so that any id comes back from [`decode_id`] unchanged.
-fn encode_id(id: &str) -> String {
+pub(crate) fn encode_id(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -232,7 +232,7 @@ fn encode_id(id: &str) -> String {
 }
 
 /// The id [`encode_id`] made `name` from; `None` for names it cannot have made.
-fn decode_id(name: &str) -> Option<String> {
+pub(crate) fn decode_id(name: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(name.len());
     let mut rest = name.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {
@@ -250,9 +250,9 @@ fn decode_id(name: &str) -> Option<String> {
 
 /// The fingerprint slot of a cache record's header (the ASCII of `recordv1`), with the
 /// blob serializer id: a result file is never read as a record, nor a record as a result.
-const RECORD_KIND: u64 = 0x7265_636f_7264_7631;
+pub(crate) const RECORD_KIND: u64 = 0x7265_636f_7264_7631;
 /// No record is larger: a few digests, a location and the flow's parameters.
-const MAX_RECORD: u64 = 16 << 20;
+pub(crate) const MAX_RECORD: u64 = 16 << 20;
 
 /// A held lock file: while it is held the file is still at its path; when released the
 /// file is removed first, then unlocked (closed).

@@ -1,0 +1,222 @@
+//! A lock shared by machines that share nothing but an object store: a small lock
+//! object written only with conditional puts, carrying a lease.
+//!
+//! - **Take**: create the object if it is missing (`PutMode::Create`, If-None-Match), or
+//!   replace a released one, or one whose lease has run out, by compare-and-swap on the
+//!   version read (`PutMode::Update`, If-Match). Of two machines racing, the store lets
+//!   exactly one write win; the other reads again.
+//! - **Lease**: the holder rewrites the object every third of its lease (again by
+//!   compare-and-swap, with a counter, so its ETag changes). A waiter takes over only
+//!   after it has seen the very same version for longer than the lease, timed by its
+//!   own monotonic clock: no two machines' clocks are ever compared. A holder killed
+//!   with SIGKILL stops renewing, and the next caller takes over once the lease ends.
+//! - **Release**: compare-and-swap to a "released" body. Never a plain delete: a holder
+//!   whose lease was taken over cannot remove its successor's lock.
+
+use super::bridge;
+use super::StoreHandle;
+use object_store::{PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The body of a lock object.
+#[derive(Serialize, Deserialize)]
+struct Body {
+    /// `held` or `released`.
+    state: String,
+    /// Who holds it: a fresh id per lock taken.
+    owner: String,
+    /// The lease, in milliseconds: how long a waiter must see this very version
+    /// unchanged before it may take the lock over.
+    lease_ms: u64,
+    /// Renewals so far (so that every renewal changes the object's ETag).
+    renewal: u64,
+}
+
+impl Body {
+    fn held(owner: &str, lease: Duration, renewal: u64) -> PutPayload {
+        Body {
+            state: "held".into(),
+            owner: owner.into(),
+            lease_ms: lease.as_millis().try_into().unwrap_or(u64::MAX),
+            renewal,
+        }
+        .payload()
+    }
+
+    fn released(owner: &str) -> PutPayload {
+        Body {
+            state: "released".into(),
+            owner: owner.into(),
+            lease_ms: 0,
+            renewal: 0,
+        }
+        .payload()
+    }
+
+    fn payload(&self) -> PutPayload {
+        PutPayload::from(serde_json::to_vec(self).expect("a lock body encodes"))
+    }
+}
+
+/// A held lock: renewed in the background until dropped, then released.
+pub(crate) struct Held {
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+    released: std::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            if release.send(()).is_ok() {
+                // Bounded: a store that stopped answering must not hang the caller; the
+                // lease then frees the lock.
+                bridge::blocking(|| {
+                    let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = released.recv_timeout(Duration::from_secs(10));
+                });
+            }
+        }
+    }
+}
+
+fn version(e_tag: Option<String>, version: Option<String>) -> UpdateVersion {
+    UpdateVersion { e_tag, version }
+}
+
+fn put(mode: PutMode) -> PutOptions {
+    PutOptions {
+        mode,
+        ..PutOptions::default()
+    }
+}
+
+/// Takes the lock object at `handle`'s `path`, waiting for it.
+///
+/// # Errors
+/// The store's error, as text, when it fails or cannot write conditionally.
+pub(crate) async fn take(
+    handle: StoreHandle,
+    lease: Duration,
+    task_hint: String,
+) -> Result<Held, String> {
+    let StoreHandle { store, path } = handle;
+    let owner = uuid::Uuid::new_v4().simple().to_string();
+    // The version last seen held, when it was first seen, and its lease.
+    let mut seen: Option<(UpdateVersion, Instant, Duration)> = None;
+    let mut pause = Duration::from_millis(20);
+    let won = loop {
+        let current = match store.get_opts(&path, Default::default()).await {
+            Ok(got) => {
+                let meta = got.meta.clone();
+                let bytes = got.bytes().await.map_err(|e| e.to_string())?;
+                Some((version(meta.e_tag, meta.version), bytes))
+            }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        let (mode, took_over) = match current {
+            None => (PutMode::Create, None),
+            Some((at, bytes)) => {
+                if at.e_tag.is_none() && at.version.is_none() {
+                    return Err("the store gives lock objects no ETag or version, so they \
+                                cannot be replaced conditionally"
+                        .into());
+                }
+                match serde_json::from_slice::<Body>(&bytes) {
+                    Ok(body) if body.state == "released" => (PutMode::Update(at), None),
+                    body => {
+                        // Held (or unreadable, then held for our own lease): free once
+                        // this very version has stood for longer than its lease.
+                        let (theirs, holder) = match body {
+                            Ok(b) => (Duration::from_millis(b.lease_ms), b.owner),
+                            Err(_) => (lease, "an unreadable lock object".into()),
+                        };
+                        match &seen {
+                            Some((v, since, l)) if *v == at && since.elapsed() > *l => {
+                                (PutMode::Update(at), Some(holder))
+                            }
+                            Some((v, ..)) if *v == at => {
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(lease / 4).min(Duration::from_secs(1));
+                                continue;
+                            }
+                            _ => {
+                                seen = Some((at, Instant::now(), theirs));
+                                tokio::time::sleep(pause).await;
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match store
+            .put_opts(&path, Body::held(&owner, lease, 0), put(mode))
+            .await
+        {
+            Ok(r) => {
+                if let Some(holder) = took_over {
+                    tracing::warn!(
+                        lock = %path,
+                        previous = %holder,
+                        "{task_hint}: took over a lock whose lease ran out (its holder \
+                         stopped renewing it, perhaps killed)"
+                    );
+                }
+                break version(r.e_tag, r.version);
+            }
+            // Another machine wrote it first: read it again.
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let (release, mut on_release) = tokio::sync::oneshot::channel();
+    let (done, released) = mpsc::channel();
+    bridge::spawn(async move {
+        let mut at = won;
+        let mut renewal = 0;
+        let mut lost = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(lease / 3), if !lost => {
+                    renewal += 1;
+                    let body = Body::held(&owner, lease, renewal);
+                    match store.put_opts(&path, body, put(PutMode::Update(at.clone()))).await {
+                        Ok(r) => at = version(r.e_tag, r.version),
+                        Err(object_store::Error::Precondition { .. }) => {
+                            tracing::warn!(
+                                lock = %path,
+                                "{task_hint}: lost the lock: another process took it over \
+                                 (this one could not renew its lease in time)"
+                            );
+                            lost = true;
+                        }
+                        Err(e) => tracing::warn!(
+                            lock = %path,
+                            error = %super::redact::redact(&e.to_string(), &[]),
+                            "{task_hint}: cannot renew the lock's lease; trying again"
+                        ),
+                    }
+                }
+                _ = &mut on_release => {
+                    if !lost {
+                        let _ = store
+                            .put_opts(&path, Body::released(&owner), put(PutMode::Update(at)))
+                            .await;
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok(Held {
+        release: Some(release),
+        released: std::sync::Mutex::new(released),
+    })
+}

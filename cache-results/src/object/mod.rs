@@ -1,0 +1,1098 @@
+//! Results in object storage, through the `object_store` crate: any
+//! [`ObjectStore`] ([`ObjectStoreResult`]), and S3, GCS and Azure Blob Storage from a
+//! URL ([`S3Result`], [`GcsResult`], [`AzureResult`], behind the cargo features `aws`,
+//! `gcp` and `azure`).
+//!
+//! The objects are result files, byte for byte: the same header, checksum and type
+//! fingerprint as [`LocalResult`](crate::LocalResult) writes, so a file can be uploaded
+//! as it is and read back here, and an object downloaded and read by `LocalResult`.
+//! Every read is verified the same way. Under the prefix, the layout is the local one:
+//! results at their locations, cache records under `.taskcache-records/`, lock objects
+//! under `.locks/`.
+//!
+//! - **Writes** are atomic: an object appears whole when its single `PUT`, or its
+//!   multipart upload's completion, succeeds. A value larger than one part (8 MiB by
+//!   default) streams: the serializer's output is cut into parts uploaded while it is
+//!   still being written and hashed, the first part held back until the end, since it
+//!   starts with the header that carries the checksum (a multipart upload's parts may be
+//!   sent in any order). Streaming needs a store that implements `MultipartStore`
+//!   (S3, GCS, Azure, memory; [`ObjectStoreResult::new_multipart`]); with any other
+//!   store a value is uploaded in one `PUT` from memory.
+//! - **Reads** stream too: the header is checked as soon as it arrives (a pinned-out or
+//!   mistyped object is refused before its payload is fetched), and the payload is
+//!   hashed as it comes down. A `Vec<u8>` goes straight into its vector; a large value
+//!   of another type is spilled to a temporary file and decoded only once its checksum
+//!   has passed.
+//! - **Locks** are lock objects with a lease, taken with conditional writes (see
+//!   [`with_lease`](ObjectStoreResult::with_lease)): two machines that share nothing but
+//!   the bucket compute a missing target once, and a crashed holder blocks nobody for
+//!   longer than its lease.
+//! - **Faults**: a failed read (a timeout, a 5xx after `object_store`'s retries, a
+//!   refused credential) is a miss and the task runs; a failed write is the state's
+//!   `persist_error` and the value is still returned. Messages never contain a
+//!   credential: every configured secret and every URL query is removed from them.
+//!
+//! The store is built at first use, not when the result is made, so a result can be
+//! written straight into `#[task(result = S3Result::new("s3://bucket/prefix"))]`; a bad
+//! URL or a missing credential is then an error on the task's state and in its log.
+//!
+//! `object_store` is async. A sync task's I/O runs on a small private tokio runtime
+//! started on first use (no runtime to set up); an async task awaited on a
+//! multi-threaded tokio runtime waits inside `block_in_place`, so the executor keeps
+//! running its other tasks. On a current-thread runtime or another executor, the I/O
+//! blocks the polling thread, as file I/O does for `LocalResult`.
+
+mod bridge;
+mod lock;
+mod redact;
+
+use crate::local::{self, hex};
+use crate::{format, BincodeSerializer};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::{Path as ObjectPath, PathPart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use taskcache_core::result::{
+    Location, LocationError, LocationLock, PayloadDigest, RemoteError, ResultBackend, ResultError,
+    Serializer, Slot, Value,
+};
+
+pub use object_store;
+
+/// The default size of an upload's parts (S3 requires at least 5 MiB for all but the last).
+const PART_SIZE: usize = 8 << 20;
+/// Parts uploaded at once while the serializer writes the next.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Chunks of a download buffered between the network and the hashing thread.
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// The default lease of a lock object.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// What to tell a user to do about a store error.
+const FIX_ACCESS: &str = "check the URL, the bucket or container, and the credentials (the \
+    AWS_*, GOOGLE_* or AZURE_* environment variables, or the result's `with_option`)";
+const FIX_NETWORK: &str = "the store could not be reached or refused the request after \
+    `object_store`'s retries (set them with `with_retry`); a failed read is a miss (the task \
+    runs) and a failed write keeps the value in memory (the state's `persist_error`)";
+
+/// The store and, when it has one, its low-level multipart API (for uploads whose
+/// parts are sent out of order).
+#[derive(Clone)]
+struct Stores {
+    store: Arc<dyn ObjectStore>,
+    multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+/// A store and one object in it: what a future on the I/O runtime owns.
+pub(crate) struct StoreHandle {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+}
+
+/// Which cloud a URL names.
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // each variant exists with its feature
+enum Cloud {
+    S3,
+    Gcs,
+    Azure,
+}
+
+/// How the store is made: given, or built from a URL at first use.
+#[derive(Clone)]
+enum Origin {
+    Given(Stores),
+    Url {
+        cloud: Cloud,
+        /// `scheme://bucket`, without the prefix.
+        bucket: String,
+        /// Builder options, `(key, value)`, applied after the environment's.
+        options: Vec<(String, String)>,
+        retry: Retry,
+    },
+}
+
+/// The retry settings of a store built from a URL (none without a cloud feature).
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+type Retry = Option<object_store::RetryConfig>;
+#[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+type Retry = Option<std::convert::Infallible>;
+
+/// The store, built once, shared by the clones of a result.
+struct Shared {
+    origin: Origin,
+    built: OnceLock<Result<Stores, String>>,
+}
+
+/// Results in any `object_store` store: the objects are result files (see the
+/// [module documentation](self)).
+///
+/// ```
+/// use std::sync::Arc;
+/// use taskcache::results::{ObjectStoreResult, Location, ResultBackendExt};
+/// use taskcache::results::object_store::memory::InMemory;
+///
+/// let result = ObjectStoreResult::new_multipart(Arc::new(InMemory::new()), "team/cache");
+/// let at = Location::new("reports/monday.bin").unwrap();
+/// result.write(&vec![1u32, 2, 3], &at).unwrap();
+/// let back: Vec<u32> = result.read(&at).unwrap();
+/// assert_eq!(back, [1, 2, 3]);
+/// ```
+#[derive(Clone)]
+pub struct ObjectStoreResult<S = BincodeSerializer> {
+    shared: Arc<Shared>,
+    /// The prefix's segments (`team/cache` is `["team", "cache"]`), or why it is bad.
+    prefix: Result<Vec<String>, String>,
+    /// What messages call it: `S3Result(s3://bucket/prefix)`.
+    name: String,
+    /// `s3://bucket/prefix`, for messages about objects.
+    root: String,
+    location: Option<String>,
+    serializer: S,
+    lease: Duration,
+    part_size: usize,
+    /// Option values that are credentials, removed from every message.
+    secrets: Vec<String>,
+}
+
+impl ObjectStoreResult {
+    /// Results under `prefix` in `store`, uploaded in one `PUT` each (the store has no
+    /// out-of-order multipart API through `dyn ObjectStore`; see
+    /// [`new_multipart`](Self::new_multipart)).
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: impl Into<String>) -> Self {
+        let stores = Stores {
+            store,
+            multipart: None,
+        };
+        Self::given(stores, prefix.into())
+    }
+
+    /// Results under `prefix` in `store`, large values streamed as multipart uploads
+    /// (`AmazonS3`, `GoogleCloudStorage`, `MicrosoftAzure` and `InMemory` implement
+    /// `MultipartStore`).
+    pub fn new_multipart<T>(store: Arc<T>, prefix: impl Into<String>) -> Self
+    where
+        T: ObjectStore + MultipartStore,
+    {
+        let stores = Stores {
+            store: Arc::clone(&store) as Arc<dyn ObjectStore>,
+            multipart: Some(store),
+        };
+        Self::given(stores, prefix.into())
+    }
+
+    fn given(stores: Stores, prefix: String) -> Self {
+        let display = format!("{}", stores.store);
+        let mut result = Self::with_origin(Origin::Given(stores), &prefix);
+        result.root = format!(
+            "{}/{}",
+            display.trim_end_matches('/'),
+            prefix.trim_matches('/')
+        )
+        .trim_end_matches('/')
+        .to_owned();
+        result.name = format!("ObjectStoreResult({})", result.root);
+        result
+    }
+
+    /// A result from a URL `scheme://bucket/prefix`; the store is built at first use.
+    #[allow(dead_code)] // used by the cloud constructors, each behind its feature
+    fn from_url(cloud: Cloud, kind: &str, scheme: &str, url: &str) -> Self {
+        let shown = redact::display_url(url);
+        let (bucket, prefix) = match url.strip_prefix(scheme) {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                (format!("{scheme}{bucket}"), prefix.to_owned())
+            }
+            // Reported at first use: building the store from it fails with the URL.
+            None => (url.to_owned(), String::new()),
+        };
+        let origin = Origin::Url {
+            cloud,
+            bucket,
+            options: Vec::new(),
+            retry: None,
+        };
+        let mut result = Self::with_origin(origin, &prefix);
+        if !url.starts_with(scheme) {
+            result.prefix = Err(format!(
+                "`{shown}` is not a {kind} URL: write it as `{scheme}bucket/prefix`"
+            ));
+        }
+        result.root = shown.trim_end_matches('/').to_owned();
+        result.name = format!("{kind}({})", result.root);
+        result
+    }
+
+    fn with_origin(origin: Origin, prefix: &str) -> Self {
+        let trimmed = prefix.trim_matches('/');
+        let prefix = if trimmed.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Location::new(trimmed)
+                .map(|l| l.as_str().split('/').map(str::to_owned).collect())
+                .map_err(|e| e.to_string())
+        };
+        ObjectStoreResult {
+            shared: Arc::new(Shared {
+                origin,
+                built: OnceLock::new(),
+            }),
+            prefix,
+            name: String::new(),
+            root: String::new(),
+            location: None,
+            serializer: BincodeSerializer,
+            lease: LEASE,
+            part_size: PART_SIZE,
+            secrets: Vec::new(),
+        }
+    }
+}
+
+impl<S: Serializer> ObjectStoreResult<S> {
+    /// Writes each output to this templated location (`"{task_name}/{today}.bin"`),
+    /// rendered by the runtime, instead of a fresh unique one.
+    pub fn with_location(mut self, template: impl Into<String>) -> Self {
+        self.location = Some(template.into());
+        self
+    }
+
+    /// Uses another serializer: `JsonSerializer`, or `Zstd::new(BincodeSerializer)`.
+    pub fn with_serializer<S2: Serializer>(self, serializer: S2) -> ObjectStoreResult<S2> {
+        ObjectStoreResult {
+            shared: self.shared,
+            prefix: self.prefix,
+            name: self.name,
+            root: self.root,
+            location: self.location,
+            serializer,
+            lease: self.lease,
+            part_size: self.part_size,
+            secrets: self.secrets,
+        }
+    }
+
+    /// The lease of the lock objects this result takes (30 s by default, at least
+    /// 100 ms): a holder renews it every third of it while the body runs, and a waiter
+    /// takes a lock over once it has seen it unchanged for longer than the lease. Take
+    /// it well above the store's slowest write.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The size of an upload's parts (8 MiB by default, at least 5 MiB, as S3 requires
+    /// of every part but the last). A value larger than one part is streamed.
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(5 << 20);
+        self
+    }
+
+    /// Sets one option of the store's builder, by its `object_store` configuration key
+    /// (`"aws_endpoint"`, `"aws_allow_http"`, `"azure_storage_account_key"`,
+    /// `"google_service_account"`, …), over what the environment sets. Only for results
+    /// made from a URL; an unknown key is reported at first use. A value whose key
+    /// names a credential never appears in a message or in `Debug` output.
+    pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        if redact::is_secret_name(&key) {
+            self.secrets.push(value.clone());
+        }
+        self.edit_origin(|origin| match origin {
+            Origin::Url { options, .. } => {
+                options.push((key, value));
+                Ok(())
+            }
+            Origin::Given(_) => Err(format!(
+                "`with_option(\"{key}\", …)` applies to results made from a URL; configure \
+                 the store given to `ObjectStoreResult::new` on its builder"
+            )),
+        })
+    }
+
+    /// Sets `object_store`'s retry settings (by default at most 4 retries within 30 s,
+    /// with exponential backoff: shorter than `object_store`'s own 10 in 3 minutes, so
+    /// that an unreachable store is a prompt miss).
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+    pub fn with_retry(self, retry: object_store::RetryConfig) -> Self {
+        self.edit_origin(|origin| match origin {
+            Origin::Url { retry: r, .. } => {
+                *r = Some(retry);
+                Ok(())
+            }
+            Origin::Given(_) => Err("`with_retry` applies to results made from a URL; \
+                 configure the store given to `ObjectStoreResult::new` on its builder"
+                .into()),
+        })
+    }
+
+    /// A fresh unbuilt store with `edit` applied to its origin (its error, if any,
+    /// reported at first use).
+    fn edit_origin(mut self, edit: impl FnOnce(&mut Origin) -> Result<(), String>) -> Self {
+        let mut origin = self.shared.origin.clone();
+        let built = OnceLock::new();
+        if let Err(e) = edit(&mut origin) {
+            let _ = built.set(Err(e));
+        }
+        self.shared = Arc::new(Shared { origin, built });
+        self
+    }
+
+    /// The serializer values are written with.
+    pub fn serializer(&self) -> &S {
+        &self.serializer
+    }
+
+    /// The store, built on first use.
+    fn stores(&self) -> Result<&Stores, ResultError> {
+        self.shared
+            .built
+            .get_or_init(|| match &self.shared.origin {
+                Origin::Given(stores) => Ok(stores.clone()),
+                Origin::Url {
+                    cloud,
+                    bucket,
+                    options,
+                    retry,
+                } => build(*cloud, bucket, options, retry.clone()),
+            })
+            .as_ref()
+            .map_err(|message| self.remote("connect", self.root.clone(), message, FIX_ACCESS))
+    }
+
+    /// A [`ResultError::Remote`], its message redacted.
+    fn remote(
+        &self,
+        operation: &'static str,
+        object: String,
+        message: &str,
+        fix: &'static str,
+    ) -> ResultError {
+        ResultError::Remote(Box::new(RemoteError {
+            store: self.name.clone(),
+            operation,
+            object,
+            message: redact::redact(message, &self.secrets),
+            fix,
+        }))
+    }
+
+    /// The error for a failed store call on `object`.
+    fn store_error(
+        &self,
+        operation: &'static str,
+        object: &ObjectPath,
+        e: &object_store::Error,
+    ) -> ResultError {
+        let fix = match e {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::UnknownConfigurationKey { .. } => FIX_ACCESS,
+            _ => FIX_NETWORK,
+        };
+        self.remote(operation, self.shown(object), &e.to_string(), fix)
+    }
+
+    /// `object` as messages show it: `s3://bucket/prefix/…`.
+    fn shown(&self, object: &ObjectPath) -> String {
+        let skip = self.prefix.as_ref().map_or(0, Vec::len);
+        let rest: Vec<String> = object
+            .parts()
+            .skip(skip)
+            .map(|p| p.as_ref().to_owned())
+            .collect();
+        format!("{}/{}", self.root, rest.join("/"))
+    }
+
+    /// `segments` under the prefix.
+    fn object<'a>(
+        &self,
+        segments: impl IntoIterator<Item = &'a str>,
+    ) -> Result<ObjectPath, ResultError> {
+        let prefix = self
+            .prefix
+            .as_ref()
+            .map_err(|message| self.remote("connect", self.root.clone(), message, FIX_ACCESS))?;
+        let segments: Vec<String> = prefix
+            .iter()
+            .cloned()
+            .chain(segments.into_iter().map(str::to_owned))
+            .collect();
+        // Keys are the local layout's file names, byte for byte (so a result folder can
+        // be uploaded as it is); only a segment `object_store` cannot carry raw (a
+        // control character) is percent-encoded.
+        Ok(ObjectPath::parse(segments.join("/")).unwrap_or_else(|_| {
+            segments
+                .iter()
+                .map(|s| PathPart::from(s.as_str()))
+                .collect()
+        }))
+    }
+
+    /// The object of `location`, refusing the backend's own folders.
+    fn result_object(&self, location: &Location) -> Result<ObjectPath, ResultError> {
+        let first = location.as_str().split('/').next().unwrap_or("");
+        if first == local::LOCKS || first == local::RECORDS {
+            return Err(ResultError::Location(LocationError {
+                location: location.as_str().to_owned(),
+                reason: "it is inside a folder the result keeps for itself \
+                         (`.locks`, `.taskcache-records`)",
+            }));
+        }
+        self.object(location.as_str().split('/'))
+    }
+
+    fn lock_object(&self, location: &Location) -> Result<ObjectPath, ResultError> {
+        let name = hex(&Sha256::digest(location.as_str().as_bytes())[..16]);
+        self.object([local::LOCKS, &format!("{name}.lock")])
+    }
+
+    fn record_folder(&self, key: &str) -> Result<ObjectPath, ResultError> {
+        self.object([local::RECORDS, &local::encode_key(key)])
+    }
+
+    fn record_object(&self, key: &str, id: &str) -> Result<ObjectPath, ResultError> {
+        let name = format!("{}.rec", local::encode_id(id));
+        self.object([local::RECORDS, &local::encode_key(key), &name])
+    }
+
+    /// Runs `future` on the I/O runtime and waits for it (see `bridge`).
+    fn run<F, T>(
+        &self,
+        operation: &'static str,
+        object: &ObjectPath,
+        future: F,
+    ) -> Result<T, ResultError>
+    where
+        F: std::future::Future<Output = Result<T, object_store::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        bridge::blocking(|| bridge::run(future))
+            .map_err(|message| self.remote(operation, self.shown(object), &message, FIX_NETWORK))?
+            .map_err(|e| self.store_error(operation, object, &e))
+    }
+}
+
+/// Builds the store a URL names.
+#[allow(unused_variables)] // without a cloud feature nothing is built
+fn build(
+    cloud: Cloud,
+    bucket: &str,
+    options: &[(String, String)],
+    retry: Retry,
+) -> Result<Stores, String> {
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+    let retry = retry.unwrap_or_else(|| object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    });
+    match cloud {
+        #[cfg(feature = "aws")]
+        Cloud::S3 => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            let mut builder = AmazonS3Builder::from_env()
+                .with_url(bucket)
+                .with_retry(retry);
+            for (key, value) in options {
+                let key: AmazonS3ConfigKey = key.parse().map_err(|e| format!("{e}"))?;
+                builder = builder.with_config(key, value);
+            }
+            let store = Arc::new(builder.build().map_err(|e| e.to_string())?);
+            Ok(Stores {
+                store: Arc::clone(&store) as _,
+                multipart: Some(store),
+            })
+        }
+        #[cfg(feature = "gcp")]
+        Cloud::Gcs => {
+            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_url(bucket)
+                .with_retry(retry);
+            for (key, value) in options {
+                let key: GoogleConfigKey = key.parse().map_err(|e| format!("{e}"))?;
+                builder = builder.with_config(key, value);
+            }
+            let store = Arc::new(builder.build().map_err(|e| e.to_string())?);
+            Ok(Stores {
+                store: Arc::clone(&store) as _,
+                multipart: Some(store),
+            })
+        }
+        #[cfg(feature = "azure")]
+        Cloud::Azure => {
+            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_url(bucket)
+                .with_retry(retry);
+            for (key, value) in options {
+                let key: AzureConfigKey = key.parse().map_err(|e| format!("{e}"))?;
+                builder = builder.with_config(key, value);
+            }
+            let store = Arc::new(builder.build().map_err(|e| e.to_string())?);
+            Ok(Stores {
+                store: Arc::clone(&store) as _,
+                multipart: Some(store),
+            })
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(format!(
+            "taskcache was built without the cargo feature for {cloud:?} storage"
+        )),
+    }
+}
+
+impl<S> fmt::Debug for ObjectStoreResult<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Option keys only: their values may be credentials.
+        let keys: Vec<&str> = match &self.shared.origin {
+            Origin::Url { options, .. } => options.iter().map(|(k, _)| k.as_str()).collect(),
+            Origin::Given(_) => Vec::new(),
+        };
+        f.debug_struct("ObjectStoreResult")
+            .field("store", &self.name)
+            .field("location", &self.location)
+            .field("options", &keys)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a download sends from the I/O runtime to the reading thread.
+enum Chunk {
+    /// The object's length, first.
+    Len(u64),
+    Bytes(Bytes),
+    Failed(object_store::Error),
+}
+
+/// A download, read on the calling thread as the chunks arrive.
+struct Download {
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
+    current: Bytes,
+    failed: Option<object_store::Error>,
+}
+
+impl Read for Download {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match bridge::park_on(self.chunks.recv()) {
+                Some(Chunk::Bytes(b)) => self.current = b,
+                Some(Chunk::Failed(e)) => {
+                    let shown = io::Error::other(e.to_string());
+                    self.failed = Some(e);
+                    return Err(shown);
+                }
+                Some(Chunk::Len(_)) | None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Starts downloading `path`: the length first, then the chunks.
+fn download(store: Arc<dyn ObjectStore>, path: ObjectPath) -> Result<Download, String> {
+    let (send, chunks) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    bridge::spawn(async move {
+        let got = match store.get_opts(&path, Default::default()).await {
+            Ok(got) => got,
+            Err(e) => {
+                let _ = send.send(Chunk::Failed(e)).await;
+                return;
+            }
+        };
+        if send.send(Chunk::Len(got.meta.size)).await.is_err() {
+            return;
+        }
+        let mut stream = got.into_stream();
+        while let Some(next) = stream.next().await {
+            let chunk = match next {
+                Ok(b) => Chunk::Bytes(b),
+                Err(e) => Chunk::Failed(e),
+            };
+            // The reader stopped (a refused header): drop the rest of the download.
+            if send.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(Download {
+        chunks,
+        current: Bytes::new(),
+        failed: None,
+    })
+}
+
+/// The serializer's output, cut into parts uploaded while it is still being written.
+/// The first part is held back: it is sent last, behind the header.
+struct Upload<'a> {
+    stores: &'a Stores,
+    path: ObjectPath,
+    part_size: usize,
+    first: Vec<u8>,
+    current: Vec<u8>,
+    multipart: Option<object_store::MultipartId>,
+    next_part: usize,
+    in_flight: std::collections::VecDeque<(
+        usize,
+        tokio::sync::oneshot::Receiver<object_store::Result<PartId>>,
+    )>,
+    done: Vec<(usize, PartId)>,
+    failed: Option<object_store::Error>,
+}
+
+impl Write for Upload<'_> {
+    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len();
+        // Without a multipart API everything goes into one `PUT`.
+        let streaming = self.stores.multipart.is_some();
+        if !streaming || self.first.len() < self.part_size {
+            let room = if streaming {
+                self.part_size - self.first.len()
+            } else {
+                buf.len()
+            };
+            let take = room.min(buf.len());
+            self.first.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+        }
+        while !buf.is_empty() {
+            if self.current.capacity() == 0 {
+                self.current.reserve_exact(self.part_size);
+            }
+            let take = (self.part_size - self.current.len()).min(buf.len());
+            self.current.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+            if self.current.len() == self.part_size {
+                self.send_part()?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload<'_> {
+    fn fail(&mut self, e: object_store::Error) -> io::Error {
+        let shown = io::Error::other(e.to_string());
+        self.failed.get_or_insert(e);
+        shown
+    }
+
+    /// Uploads `current` as the next part, waiting for older parts beyond the limit.
+    fn send_part(&mut self) -> io::Result<()> {
+        let multipart = Arc::clone(self.stores.multipart.as_ref().expect("streaming"));
+        if self.multipart.is_none() {
+            let (m, path) = (Arc::clone(&multipart), self.path.clone());
+            let id = bridge::run(async move { m.create_multipart(&path).await })
+                .map_err(io::Error::other)?
+                .map_err(|e| self.fail(e))?;
+            self.multipart = Some(id);
+        }
+        let id = self.multipart.clone().expect("created above");
+        let data = PutPayload::from(Bytes::from(std::mem::take(&mut self.current)));
+        let (index, path) = (self.next_part, self.path.clone());
+        self.next_part += 1;
+        let (send, receive) = tokio::sync::oneshot::channel();
+        bridge::spawn(async move {
+            let _ = send.send(multipart.put_part(&path, &id, index, data).await);
+        })
+        .map_err(io::Error::other)?;
+        self.in_flight.push_back((index, receive));
+        while self.in_flight.len() > PARTS_IN_FLIGHT {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> io::Result<()> {
+        let Some((index, receive)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match bridge::park_on(receive) {
+            Ok(Ok(part)) => {
+                self.done.push((index, part));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.fail(e)),
+            Err(_) => Err(io::Error::other("the upload of a part was dropped")),
+        }
+    }
+
+    /// Sends what is left, then the header with the first part, and completes the
+    /// upload. On failure an unfinished multipart upload is aborted.
+    fn finish(mut self, header: [u8; format::HEADER_LEN]) -> Result<(), object_store::Error> {
+        let outcome = self.complete(header);
+        if outcome.is_err() {
+            self.abandon();
+        }
+        outcome
+    }
+
+    /// Aborts a multipart upload that will not be completed.
+    fn abandon(mut self) {
+        while !self.in_flight.is_empty() {
+            let _ = self.wait_oldest();
+        }
+        if let (Some(id), Some(m)) = (self.multipart.take(), self.stores.multipart.clone()) {
+            let path = self.path.clone();
+            let _ = bridge::spawn(async move {
+                let _ = m.abort_multipart(&path, &id).await;
+            });
+        }
+    }
+
+    fn complete(&mut self, header: [u8; format::HEADER_LEN]) -> Result<(), object_store::Error> {
+        let generic = |e: String| object_store::Error::Generic {
+            store: "taskcache",
+            source: e.into(),
+        };
+        let head = Bytes::copy_from_slice(&header);
+        let first = Bytes::from(std::mem::take(&mut self.first));
+        let Some(id) = self.multipart.clone() else {
+            let mut parts = vec![head, first];
+            if !self.current.is_empty() {
+                parts.push(Bytes::from(std::mem::take(&mut self.current)));
+            }
+            let store = Arc::clone(&self.stores.store);
+            let path = self.path.clone();
+            let payload: PutPayload = parts.into_iter().collect();
+            let options = PutOptions {
+                mode: PutMode::Overwrite,
+                ..PutOptions::default()
+            };
+            return bridge::run(async move { store.put_opts(&path, payload, options).await })
+                .map_err(generic)?
+                .map(|_| ());
+        };
+        if !self.current.is_empty() {
+            self.send_part()
+                .map_err(|e| self.failed.take().unwrap_or_else(|| generic(e.to_string())))?;
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_oldest()
+                .map_err(|e| self.failed.take().unwrap_or_else(|| generic(e.to_string())))?;
+        }
+        let multipart = Arc::clone(self.stores.multipart.as_ref().expect("streaming"));
+        let path = self.path.clone();
+        let mut done = std::mem::take(&mut self.done);
+        bridge::run(async move {
+            let payload: PutPayload = [head, first].into_iter().collect();
+            let part = multipart.put_part(&path, &id, 0, payload).await?;
+            done.push((0, part));
+            done.sort_by_key(|(i, _)| *i);
+            let parts = done.into_iter().map(|(_, p)| p).collect();
+            multipart
+                .complete_multipart(&path, &id, parts)
+                .await
+                .map(|_| ())
+        })
+        .map_err(generic)??;
+        self.multipart = None;
+        Ok(())
+    }
+}
+
+impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn is_persistent(&self) -> bool {
+        true
+    }
+
+    fn location_template(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    fn default_location(&self, task_name: &str) -> Location {
+        local::unique_location(task_name)
+    }
+
+    fn exists(&self, location: &Location) -> Result<bool, ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let path = self.result_object(location)?;
+        let at = path.clone();
+        self.run("look up", &path, async move {
+            match store.head(&at).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn read_value(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let path = self.result_object(location)?;
+        let shown = PathBuf::from(self.shown(&path));
+        bridge::blocking(|| {
+            let mut download = download(store, path.clone())
+                .map_err(|m| self.remote("read", self.shown(&path), &m, FIX_NETWORK))?;
+            let len = match bridge::park_on(download.chunks.recv()) {
+                Some(Chunk::Len(len)) => len,
+                Some(Chunk::Failed(object_store::Error::NotFound { .. })) => {
+                    return Err(ResultError::NotFound {
+                        location: location.clone(),
+                    })
+                }
+                Some(Chunk::Failed(e)) => return Err(self.store_error("read", &path, &e)),
+                Some(Chunk::Bytes(_)) | None => {
+                    return Err(self.remote(
+                        "read",
+                        self.shown(&path),
+                        "the download ended before it began",
+                        FIX_NETWORK,
+                    ))
+                }
+            };
+            let read = format::read_stream_into(
+                &mut download,
+                len,
+                &self.serializer,
+                &shown,
+                pinned,
+                slot,
+            );
+            match (read, download.failed.take()) {
+                (Err(_), Some(e)) => Err(self.store_error("read", &path, &e)),
+                (read, _) => read,
+            }
+        })
+    }
+
+    fn write_value(
+        &self,
+        value: Value<'_>,
+        location: &Location,
+    ) -> Result<PayloadDigest, ResultError> {
+        let stores = self.stores()?;
+        let path = self.result_object(location)?;
+        let shown = PathBuf::from(self.shown(&path));
+        bridge::blocking(|| {
+            let mut upload = Upload {
+                stores,
+                path: path.clone(),
+                part_size: self.part_size,
+                first: Vec::new(),
+                current: Vec::new(),
+                multipart: None,
+                next_part: 1,
+                in_flight: Default::default(),
+                done: Vec::new(),
+                failed: None,
+            };
+            let header =
+                match format::encode_payload(value, &self.serializer, &mut upload, &shown, |_| {
+                    Ok(())
+                }) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let failed = upload.failed.take();
+                        // Parts already sent are discarded with the upload.
+                        upload.abandon();
+                        return Err(match failed {
+                            Some(f) => self.store_error("write", &path, &f),
+                            None => e,
+                        });
+                    }
+                };
+            upload
+                .finish(header.to_bytes())
+                .map_err(|e| self.store_error("write", &path, &e))?;
+            Ok(PayloadDigest(header.digest))
+        })
+    }
+
+    fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let path = self.lock_object(location)?;
+        let handle = StoreHandle {
+            store,
+            path: path.clone(),
+        };
+        let hint = format!("{} `{location}`", self.name);
+        let held = bridge::blocking(|| bridge::run(lock::take(handle, self.lease, hint)))
+            .and_then(|r| r)
+            .map_err(|m| {
+                let fix = if m.contains("conditional")
+                    || m.contains("not implemented")
+                    || m.contains("NotImplemented")
+                {
+                    "the store must support conditional writes (If-None-Match and If-Match) for \
+                     locks shared by machines"
+                } else {
+                    FIX_NETWORK
+                };
+                self.remote("lock", self.shown(&path), &m, fix)
+            })?;
+        Ok(LocationLock::new(held))
+    }
+
+    fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let path = self.record_object(key, id)?;
+        let payload = PutPayload::from(format::encode_blob(bytes, local::RECORD_KIND));
+        let at = path.clone();
+        self.run("write", &path, async move { store.put(&at, payload).await })
+            .map(|_| ())
+    }
+
+    fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let path = self.record_object(key, id)?;
+        let at = path.clone();
+        let got = self.run("read", &path, async move {
+            let got = match store.get_opts(&at, Default::default()).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if got.meta.size > local::MAX_RECORD {
+                return Ok(Some(Err(got.meta.size)));
+            }
+            got.bytes().await.map(|b| Some(Ok(b)))
+        })?;
+        let shown = PathBuf::from(self.shown(&path));
+        match got {
+            None => Ok(None),
+            Some(Err(len)) => Err(ResultError::Corrupt {
+                path: shown,
+                reason: format!(
+                    "{len} bytes, larger than any cache record ({})",
+                    local::MAX_RECORD
+                ),
+            }),
+            Some(Ok(bytes)) => format::decode_blob(&bytes, local::RECORD_KIND, &shown).map(Some),
+        }
+    }
+
+    fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let folder = self.record_folder(key)?;
+        let at = folder.clone();
+        let names = self.run("list", &folder, async move {
+            let mut listed = store.list(Some(&at));
+            let mut names = Vec::new();
+            while let Some(meta) = listed.next().await {
+                let meta = meta?;
+                // Only the folder's own objects, not deeper ones.
+                if meta.location.prefix_match(&at).map(|rest| rest.count()) == Some(1) {
+                    if let Some(name) = meta.location.filename() {
+                        names.push(name.to_owned());
+                    }
+                }
+            }
+            Ok(names)
+        })?;
+        let mut ids: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".rec").and_then(local::decode_id))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let path = self.record_object(key, id)?;
+        let at = path.clone();
+        self.run("remove", &path, async move {
+            match store.delete(&at).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        })
+    }
+}
+
+/// Results in Amazon S3 (or any S3-compatible store), as Prefect's `S3Result`
+/// (cargo feature `aws`). `S3Result::new` returns an [`ObjectStoreResult`].
+///
+/// Credentials, region and endpoint come from the `AWS_*` environment variables that
+/// `object_store` reads (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+/// `AWS_ENDPOINT`, …) and from [`ObjectStoreResult::with_option`]
+/// (`"aws_endpoint"`, `"aws_allow_http"`, …).
+///
+/// ```no_run
+/// use taskcache::prelude::*;
+/// use taskcache::results::S3Result;
+///
+/// #[task(checkpoint, target = "{task_name}/{date:%Y-%m-%d}.bin",
+///        result = S3Result::new("s3://team-bucket/taskcache"))]
+/// fn daily_total(day: u32) -> u64 {
+///     u64::from(day) * 2
+/// }
+/// ```
+#[cfg(feature = "aws")]
+#[derive(Debug)]
+pub struct S3Result;
+
+#[cfg(feature = "aws")]
+impl S3Result {
+    /// Results under `s3://bucket/prefix`; the store is built at first use (a bad URL
+    /// or a missing credential is then an error on the task's state).
+    #[allow(clippy::new_ret_no_self)] // a constructor of `ObjectStoreResult`s
+    pub fn new(url: &str) -> ObjectStoreResult {
+        ObjectStoreResult::from_url(Cloud::S3, "S3Result", "s3://", url)
+    }
+}
+
+/// Results in Google Cloud Storage, as Prefect's `GCSResult` (cargo feature `gcp`).
+/// `GcsResult::new` returns an [`ObjectStoreResult`].
+///
+/// Credentials come from the `GOOGLE_*` environment variables that `object_store` reads
+/// (`GOOGLE_SERVICE_ACCOUNT`, `GOOGLE_APPLICATION_CREDENTIALS`, …) and from
+/// [`ObjectStoreResult::with_option`].
+#[cfg(feature = "gcp")]
+#[derive(Debug)]
+pub struct GcsResult;
+
+#[cfg(feature = "gcp")]
+impl GcsResult {
+    /// Results under `gs://bucket/prefix`; the store is built at first use.
+    #[allow(clippy::new_ret_no_self)] // a constructor of `ObjectStoreResult`s
+    pub fn new(url: &str) -> ObjectStoreResult {
+        ObjectStoreResult::from_url(Cloud::Gcs, "GcsResult", "gs://", url)
+    }
+}
+
+/// Results in Azure Blob Storage (cargo feature `azure`). `AzureResult::new` returns an
+/// [`ObjectStoreResult`].
+///
+/// The account and its credentials come from the `AZURE_*` environment variables that
+/// `object_store` reads (`AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, …)
+/// and from [`ObjectStoreResult::with_option`].
+#[cfg(feature = "azure")]
+#[derive(Debug)]
+pub struct AzureResult;
+
+#[cfg(feature = "azure")]
+impl AzureResult {
+    /// Results under `az://container/prefix`; the store is built at first use.
+    #[allow(clippy::new_ret_no_self)] // a constructor of `ObjectStoreResult`s
+    pub fn new(url: &str) -> ObjectStoreResult {
+        ObjectStoreResult::from_url(Cloud::Azure, "AzureResult", "az://", url)
+    }
+}

@@ -1,0 +1,252 @@
+//! `ObjectStoreResult` over `object_store`'s in-memory store: the backend contract,
+//! streaming, verification and locks, without an emulator. The same code runs against
+//! S3, Azure and GCS emulators in tests/clouds.rs.
+
+#![cfg(feature = "object-store")]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use taskcache::prelude::*;
+use taskcache::results::object_store::memory::InMemory;
+use taskcache::results::object_store::path::Path as ObjectPath;
+use taskcache::results::object_store::{ObjectStoreExt, PutPayload};
+use taskcache::results::{JsonSerializer, Location, ObjectStoreResult, ResultError};
+
+fn memory() -> (Arc<InMemory>, ObjectStoreResult) {
+    let store = Arc::new(InMemory::new());
+    let result = ObjectStoreResult::new_multipart(Arc::clone(&store), "team/cache");
+    (store, result)
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
+fn object(store: &InMemory, path: &str) -> Vec<u8> {
+    block(async {
+        store
+            .get(&ObjectPath::from(path))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    })
+    .to_vec()
+}
+
+fn put(store: &InMemory, path: &str, bytes: Vec<u8>) {
+    block(store.put(&ObjectPath::from(path), PutPayload::from(bytes))).unwrap();
+}
+
+#[test]
+fn values_round_trip_under_the_prefix_as_result_files() {
+    let (store, result) = memory();
+    let at = Location::new("reports/monday.bin").unwrap();
+    result
+        .write(&vec!["eu".to_string(), "us".into()], &at)
+        .unwrap();
+    assert!(result.exists(&at).unwrap());
+    assert!(!result.exists(&Location::new("nothing").unwrap()).unwrap());
+    let back: Vec<String> = result.read(&at).unwrap();
+    assert_eq!(back, ["eu", "us"]);
+    // The object is a result file: LocalResult reads it once downloaded.
+    let bytes = object(&store, "team/cache/reports/monday.bin");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    std::fs::write(dir.path().join("reports/monday.bin"), &bytes).unwrap();
+    let local: Vec<String> = LocalResult::new(dir.path()).read(&at).unwrap();
+    assert_eq!(local, ["eu", "us"]);
+    // And the other way round: a file LocalResult wrote, uploaded as it is.
+    let other = Location::new("uploaded.bin").unwrap();
+    LocalResult::new(dir.path())
+        .write(&(7u8, 'x'), &other)
+        .unwrap();
+    put(
+        &store,
+        "team/cache/uploaded.bin",
+        std::fs::read(dir.path().join("uploaded.bin")).unwrap(),
+    );
+    assert_eq!(result.read::<(u8, char)>(&other).unwrap(), (7, 'x'));
+    // A wrong type is refused, not garbage.
+    assert!(matches!(
+        result.read::<Vec<u64>>(&at),
+        Err(ResultError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        result.read::<u8>(&Location::new("missing.bin").unwrap()),
+        Err(ResultError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn large_values_stream_in_parts_and_come_back_whole() {
+    let (store, result) = memory();
+    let result = result.with_part_size(5 << 20);
+    // A `Vec<u8>` of 3.5 parts, and a structured value of more than one part.
+    let bytes: Vec<u8> = (0..(17u32 << 20) + 3).map(|i| (i % 251) as u8).collect();
+    let at = Location::new("big/bytes.bin").unwrap();
+    result.write(&bytes, &at).unwrap();
+    assert_eq!(result.read::<Vec<u8>>(&at).unwrap(), bytes);
+    let words: Vec<String> = (0..800_000).map(|i| format!("word {i}")).collect();
+    let at2 = Location::new("big/words.bin").unwrap();
+    result.write(&words, &at2).unwrap();
+    assert_eq!(result.read::<Vec<String>>(&at2).unwrap(), words);
+    // Both are ordinary result files.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("big")).unwrap();
+    std::fs::write(
+        dir.path().join("big/bytes.bin"),
+        object(&store, "team/cache/big/bytes.bin"),
+    )
+    .unwrap();
+    assert_eq!(
+        LocalResult::new(dir.path()).read::<Vec<u8>>(&at).unwrap(),
+        bytes
+    );
+}
+
+#[test]
+fn damaged_truncated_and_foreign_objects_are_refused() {
+    let (store, result) = memory();
+    for (name, value_len) in [("small.bin", 100usize), ("large.bin", 3 << 20)] {
+        let at = Location::new(name).unwrap();
+        let value: Vec<u32> = (0..value_len as u32 / 4).collect();
+        result.write(&value, &at).unwrap();
+        let path = format!("team/cache/{name}");
+        let good = object(&store, &path);
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        put(&store, &path, flipped);
+        let err = result.read::<Vec<u32>>(&at).unwrap_err();
+        assert!(matches!(err, ResultError::Corrupt { .. }), "{err}");
+        put(&store, &path, good[..good.len() / 2].to_vec());
+        let err = result.read::<Vec<u32>>(&at).unwrap_err();
+        assert!(matches!(err, ResultError::Corrupt { .. }), "{err}");
+        put(&store, &path, b"not a taskcache result".to_vec());
+        let err = result.read::<Vec<u32>>(&at).unwrap_err();
+        assert!(matches!(err, ResultError::Corrupt { .. }), "{err}");
+        // Written by another serializer.
+        let json = result.clone().with_serializer(JsonSerializer);
+        json.write(&value, &at).unwrap();
+        let err = result.read::<Vec<u32>>(&at).unwrap_err();
+        assert!(matches!(err, ResultError::Corrupt { .. }), "{err}");
+    }
+}
+
+#[test]
+fn records_are_stored_listed_and_removed() {
+    let (_, result) = memory();
+    assert!(result.list_records("tests::key/a").unwrap().is_empty());
+    result
+        .put_record("tests::key/a", "one", b"{\"x\":1}")
+        .unwrap();
+    result.put_record("tests::key/a", "two/%", b"{}").unwrap();
+    result.put_record("tests::key/b", "three", b"{}").unwrap();
+    assert_eq!(
+        result.list_records("tests::key/a").unwrap(),
+        ["one", "two/%"]
+    );
+    assert_eq!(
+        result.get_record("tests::key/a", "one").unwrap().unwrap(),
+        b"{\"x\":1}"
+    );
+    result.remove_record("tests::key/a", "one").unwrap();
+    result.remove_record("tests::key/a", "one").unwrap();
+    assert_eq!(result.get_record("tests::key/a", "one").unwrap(), None);
+    assert_eq!(result.list_records("tests::key/a").unwrap(), ["two/%"]);
+    // Results cannot be written over the result's own folders.
+    let err = result
+        .write(&1u8, &Location::new(".locks/x").unwrap())
+        .unwrap_err();
+    assert!(matches!(err, ResultError::Location(_)), "{err}");
+}
+
+#[test]
+fn a_lock_excludes_and_its_expired_lease_is_taken_over() {
+    let (store, result) = memory();
+    let result = result.with_lease(Duration::from_millis(300));
+    let at = Location::new("target.bin").unwrap();
+    let held = result.lock(&at).unwrap();
+    // A second taker waits while the holder renews (past several leases).
+    let waiter = {
+        let result = result.clone();
+        let at = at.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let lock = result.lock(&at).unwrap();
+            (started.elapsed(), lock)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!waiter.is_finished(), "the lock was taken while held");
+    drop(held);
+    let (waited, second) = waiter.join().unwrap();
+    assert!(waited >= Duration::from_millis(1100), "{waited:?}");
+    drop(second);
+    // A holder that stops renewing (a killed process): its lock object stays "held";
+    // forge one and check that a taker takes over once the lease has run out.
+    let lock_path = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(b"target.bin");
+        let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("team/cache/.locks/{name}.lock")
+    };
+    assert!(
+        !object(&store, &lock_path).is_empty(),
+        "one lock object per location"
+    );
+    put(
+        &store,
+        &lock_path,
+        br#"{"state":"held","owner":"dead","lease_ms":300,"renewal":0}"#.to_vec(),
+    );
+    let started = Instant::now();
+    let taken = result.lock(&at).unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    drop(taken);
+}
+
+#[task(checkpoint, target = "{task_name}/{n}.bin", result = LocalResult::new("unused"))]
+fn counted(n: u32, runs: &AtomicUsize) -> u32 {
+    runs.fetch_add(1, Ordering::SeqCst);
+    n * 10
+}
+
+#[test]
+fn tasks_checkpoint_hit_and_recompute_a_corrupt_target() {
+    let (store, result) = memory();
+    let runs = AtomicUsize::new(0);
+    let ctx = Context::current().with_result(result);
+    let first = ctx.clone().scope(|| counted::run(4, &runs));
+    assert_eq!(first.value(), Some(&40));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let hit = ctx.clone().scope(|| counted::run(4, &runs));
+    assert!(hit.is_cached(), "{hit}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "a hit does not run the body"
+    );
+    let path = "team/cache/counted/4.bin";
+    let mut bytes = object(&store, path);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    put(&store, path, bytes);
+    let again = ctx.clone().scope(|| counted::run(4, &runs));
+    assert_eq!(again.value(), Some(&40));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "a corrupt target is recomputed"
+    );
+    let hit = ctx.scope(|| counted::run(4, &runs));
+    assert!(
+        hit.is_cached(),
+        "the recomputed target was written back: {hit}"
+    );
+}
