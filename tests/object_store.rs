@@ -250,3 +250,54 @@ fn tasks_checkpoint_hit_and_recompute_a_corrupt_target() {
         "the recomputed target was written back: {hit}"
     );
 }
+
+#[task(checkpoint, target = "slow/{n}.bin", result = LocalResult::new("unused"))]
+async fn fetched(n: u32) -> u32 {
+    n + 1
+}
+
+#[test]
+fn an_async_task_waiting_on_the_store_does_not_stall_its_executor() {
+    // One worker thread: if the task's wait for the lock blocked it, nothing else on the
+    // runtime would run until the lock came free.
+    let (_, result) = memory();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let held = result.lock(&Location::new("slow/1.bin").unwrap()).unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        drop(held);
+    });
+    let state = rt.block_on({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            let ticker = tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            let task = tokio::spawn(
+                Context::current()
+                    .with_result(result)
+                    .scope_async(fetched::run(1)),
+            );
+            let state = task.await.unwrap();
+            ticker.abort();
+            state
+        }
+    });
+    releaser.join().unwrap();
+    assert_eq!(state.value(), Some(&2), "{state}");
+    // The ticker ran while the task waited (about 600 ms / 5 ms).
+    assert!(
+        ticks.load(Ordering::SeqCst) > 20,
+        "{}",
+        ticks.load(Ordering::SeqCst)
+    );
+}

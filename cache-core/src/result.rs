@@ -325,7 +325,7 @@ pub enum ResultError {
 /// refused request, a timeout. `message` has had every credential the store was given,
 /// and every URL query string, removed.
 #[derive(Debug, thiserror::Error)]
-#[error("{store}: {operation} `{object}` failed: {message}; {fix}")]
+#[error("{operation} `{object}` failed: {message}; {fix}")]
 pub struct RemoteError {
     /// The store, as `S3Result(s3://bucket/prefix)`.
     pub store: String,

@@ -223,7 +223,7 @@ impl ObjectStoreResult {
         let mut result = Self::with_origin(origin, &prefix);
         if !url.starts_with(scheme) {
             result.prefix = Err(format!(
-                "`{shown}` is not a {kind} URL: write it as `{scheme}bucket/prefix`"
+                "`{shown}` is not a URL {kind} can use: write it as `{scheme}bucket/prefix`"
             ));
         }
         result.root = shown.trim_end_matches('/').to_owned();
@@ -353,6 +353,9 @@ impl<S: Serializer> ObjectStoreResult<S> {
 
     /// The store, built on first use.
     fn stores(&self) -> Result<&Stores, ResultError> {
+        if let Err(message) = &self.prefix {
+            return Err(self.remote("connect", self.root.clone(), message, FIX_ACCESS));
+        }
         self.shared
             .built
             .get_or_init(|| match &self.shared.origin {
@@ -393,6 +396,8 @@ impl<S: Serializer> ObjectStoreResult<S> {
         e: &object_store::Error,
     ) -> ResultError {
         let fix = match e {
+            // Nothing to write into: the bucket or container does not exist.
+            object_store::Error::NotFound { .. } if operation != "read" => FIX_ACCESS,
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. }
             | object_store::Error::UnknownConfigurationKey { .. } => FIX_ACCESS,
