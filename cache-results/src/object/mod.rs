@@ -365,7 +365,12 @@ impl<S: Serializer> ObjectStoreResult<S> {
                     bucket,
                     options,
                     retry,
-                } => build(*cloud, bucket, options, retry.clone()),
+                } => {
+                    // (`Copy` when no cloud feature is on.)
+                    #[allow(clippy::clone_on_copy)]
+                    let retry = retry.clone();
+                    build(*cloud, bucket, options, retry)
+                }
             })
             .as_ref()
             .map_err(|message| self.remote("connect", self.root.clone(), message, FIX_ACCESS))
