@@ -30,12 +30,18 @@ fn shared() -> ObjectStoreResult {
         Ok(endpoint) => {
             let var = |name: &str| std::env::var(name).unwrap_or_default();
             let run = std::process::id();
-            S3Result::new(&format!("s3://{}/examples/{run}", var("TASKCACHE_S3_BUCKET")))
-                .with_option("aws_endpoint", endpoint)
-                .with_option("aws_allow_http", "true")
-                .with_option("aws_region", var("TASKCACHE_S3_REGION"))
-                .with_option("aws_access_key_id", var("TASKCACHE_S3_ACCESS_KEY_ID"))
-                .with_option("aws_secret_access_key", var("TASKCACHE_S3_SECRET_ACCESS_KEY"))
+            S3Result::new(&format!(
+                "s3://{}/examples/{run}",
+                var("TASKCACHE_S3_BUCKET")
+            ))
+            .with_option("aws_endpoint", endpoint)
+            .with_option("aws_allow_http", "true")
+            .with_option("aws_region", var("TASKCACHE_S3_REGION"))
+            .with_option("aws_access_key_id", var("TASKCACHE_S3_ACCESS_KEY_ID"))
+            .with_option(
+                "aws_secret_access_key",
+                var("TASKCACHE_S3_SECRET_ACCESS_KEY"),
+            )
         }
         Err(_) => {
             static MEMORY: std::sync::OnceLock<ObjectStoreResult> = std::sync::OnceLock::new();
@@ -70,7 +76,10 @@ fn main() {
     }
     // A later run finds it in the store.
     let later = daily_report::run("emea".to_string());
-    println!("later: {later} at {:?}", later.location().map(|l| l.as_str()));
+    println!(
+        "later: {later} at {:?}",
+        later.location().map(|l| l.as_str())
+    );
     println!("the body ran {} time(s)", BODY_RUNS.load(Ordering::SeqCst));
     assert_eq!(BODY_RUNS.load(Ordering::SeqCst), 1);
 }
