@@ -445,7 +445,9 @@ fn large_values_round_trip_through_multipart_uploads() {
         return;
     }
     for kind in WRITABLE {
-        let result = store(kind, &fresh("large")).with_part_size(5 << 20);
+        let result = store(kind, &fresh("large"))
+            .with_part_size(5 << 20)
+            .with_single_put_max(0);
         let bytes: Vec<u8> = (0..(12u32 << 20) + 5).map(|i| (i % 253) as u8).collect();
         let at = Location::new("big.bin").unwrap();
         result.write(&bytes, &at).unwrap();

@@ -83,7 +83,7 @@ fn values_round_trip_under_the_prefix_as_result_files() {
 #[test]
 fn large_values_stream_in_parts_and_come_back_whole() {
     let (store, result) = memory();
-    let result = result.with_part_size(5 << 20);
+    let result = result.with_part_size(5 << 20).with_single_put_max(0);
     // A `Vec<u8>` of 3.5 parts, and a structured value of more than one part.
     let bytes: Vec<u8> = (0..(17u32 << 20) + 3).map(|i| (i % 251) as u8).collect();
     let at = Location::new("big/bytes.bin").unwrap();
@@ -93,6 +93,12 @@ fn large_values_stream_in_parts_and_come_back_whole() {
     let at2 = Location::new("big/words.bin").unwrap();
     result.write(&words, &at2).unwrap();
     assert_eq!(result.read::<Vec<String>>(&at2).unwrap(), words);
+    // Held in one piece up to 12 MiB, then cut into parts: what was held becomes the
+    // first parts.
+    let held = result.clone().with_single_put_max(12 << 20);
+    let many: Vec<String> = (0..1_500_000).map(|i| format!("entry {i:>9}")).collect();
+    held.write(&many, &at2).unwrap();
+    assert_eq!(held.read::<Vec<String>>(&at2).unwrap(), many);
     // Both are ordinary result files.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("big")).unwrap();

@@ -36,7 +36,7 @@
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use taskcache_core::result::{
     PayloadDigest, ResultError, Serializer, Slot, TypedSlot, Value, ValueType,
@@ -62,6 +62,8 @@ const DECODE_BUFFER: usize = 256 << 10;
 const PARALLEL_FROM: usize = 1 << 20;
 /// The chunk a large `Vec<u8>` is read in, each handed to the hashing thread.
 const PIPELINE_CHUNK: usize = 8 << 20;
+/// The most a streamed read reserves ahead of the bytes it has received.
+const STREAM_RESERVE: usize = 1 << 30;
 
 /// The header of a result file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -988,7 +990,7 @@ pub fn read_stream_into<S, R>(
 ) -> Result<(), ResultError>
 where
     S: Serializer,
-    R: Read,
+    R: BufRead,
 {
     if len < HEADER_LEN as u64 {
         return Err(short(path, len));
@@ -998,7 +1000,7 @@ where
     input.read_exact(&mut head).map_err(read_error(path))?;
     let header = check_header(&head, len, serializer, path, pinned, ty)?;
     if is_byte_vec(ty, serializer) {
-        slot.put_bytes(read_byte_vec(input, &header, path, true)?);
+        slot.put_bytes(read_byte_vec_streamed(&mut input, &header, path)?);
         return Ok(());
     }
     if header.len <= WHOLE_FILE_MAX {
@@ -1045,6 +1047,58 @@ where
         .seek(SeekFrom::Start(0))
         .map_err(io_error(Path::new("a temporary file")))?;
     read_into(spill, len, serializer, path, false, None, slot)
+}
+
+/// Reads a `Vec<u8>` payload from a stream into its vector, hashing each piece the
+/// stream hands over right after copying it, while it is still in cache.
+fn read_byte_vec_streamed(
+    input: &mut impl BufRead,
+    header: &Header,
+    path: &Path,
+) -> Result<Vec<u8>, ResultError> {
+    let mut prefix = [0u8; 9];
+    input
+        .read_exact(&mut prefix[..1])
+        .map_err(read_error(path))?;
+    let size = bincode_len_size(prefix[0])
+        .filter(|&size| size as u64 <= header.len)
+        .ok_or_else(|| corrupt(path, "the payload does not start with a byte length"))?;
+    input
+        .read_exact(&mut prefix[1..size])
+        .map_err(read_error(path))?;
+    let len = parse_bincode_len(&prefix[..size]);
+    let held = header.len - size as u64;
+    if len != held {
+        return Err(corrupt(
+            path,
+            format!("the payload claims {len} bytes and holds {held}"),
+        ));
+    }
+    // Bounded by the stream's real length (checked against the header above).
+    let len = usize::try_from(len).map_err(|_| corrupt(path, "payload larger than memory"))?;
+    let mut hasher = Sha256::new();
+    hasher.update(&prefix[..size]);
+    // The length is the store's claim, not bytes at hand: at most 1 GiB is reserved
+    // ahead of them (untouched capacity costs nothing), so a hostile claim of terabytes
+    // fails as a short stream instead of an allocation failure.
+    let mut bytes = Vec::with_capacity(len.min(STREAM_RESERVE));
+    while bytes.len() < len {
+        let piece = input.fill_buf().map_err(io_error(path))?;
+        if piece.is_empty() {
+            return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let n = piece.len().min(len - bytes.len());
+        bytes.extend_from_slice(&piece[..n]);
+        hasher.update(&piece[..n]);
+        input.consume(n);
+    }
+    if <[u8; 32]>::from(hasher.finalize()) != header.digest {
+        return Err(corrupt(
+            path,
+            "checksum mismatch: the payload is not what was written",
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The SHA-256 of the next `len` bytes of `file`, read through a bounded buffer.

@@ -11,13 +11,14 @@
 //! under `.locks/`.
 //!
 //! - **Writes** are atomic: an object appears whole when its single `PUT`, or its
-//!   multipart upload's completion, succeeds. A value larger than one part (8 MiB by
-//!   default) streams: the serializer's output is cut into parts uploaded while it is
-//!   still being written and hashed, the first part held back until the end, since it
-//!   starts with the header that carries the checksum (a multipart upload's parts may be
-//!   sent in any order). Streaming needs a store that implements `MultipartStore`
-//!   (S3, GCS, Azure, memory; [`ObjectStoreResult::new_multipart`]); with any other
-//!   store a value is uploaded in one `PUT` from memory.
+//!   multipart upload's completion, succeeds. A value whose encoding is larger than
+//!   100 MiB ([`with_single_put_max`](ObjectStoreResult::with_single_put_max)) streams:
+//!   the serializer's output is cut into parts (8 MiB) uploaded while it is still being
+//!   written and hashed, the first part held back until the end, since it starts with
+//!   the header that carries the checksum (a multipart upload's parts may be sent in
+//!   any order). Streaming needs a store that implements `MultipartStore` (S3, GCS,
+//!   Azure, memory; [`ObjectStoreResult::new_multipart`]); with any other store a value
+//!   is uploaded in one `PUT` from memory.
 //! - **Reads** stream too: the header is checked as soon as it arrives (a pinned-out or
 //!   mistyped object is refused before its payload is fetched), and the payload is
 //!   hashed as it comes down. A `Vec<u8>` goes straight into its vector; a large value
@@ -55,7 +56,7 @@ use object_store::path::{Path as ObjectPath, PathPart};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -68,10 +69,14 @@ pub use object_store;
 
 /// The default size of an upload's parts (S3 requires at least 5 MiB for all but the last).
 const PART_SIZE: usize = 8 << 20;
+/// The default size up to which a value goes up in one `PUT`, held in memory.
+const SINGLE_PUT_MAX: usize = 100 << 20;
 /// Parts uploaded at once while the serializer writes the next.
 const PARTS_IN_FLIGHT: usize = 2;
-/// Chunks of a download buffered between the network and the hashing thread.
+/// Batches of a download buffered between the network and the reading thread.
 const CHUNKS_IN_FLIGHT: usize = 8;
+/// The size of a download's batches.
+const BATCH: usize = 1 << 20;
 /// The default lease of a lock object.
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -158,6 +163,7 @@ pub struct ObjectStoreResult<S = BincodeSerializer> {
     serializer: S,
     lease: Duration,
     part_size: usize,
+    single_put_max: usize,
     /// Option values that are credentials, removed from every message.
     secrets: Vec<String>,
 }
@@ -252,6 +258,7 @@ impl ObjectStoreResult {
             serializer: BincodeSerializer,
             lease: LEASE,
             part_size: PART_SIZE,
+            single_put_max: SINGLE_PUT_MAX,
             secrets: Vec::new(),
         }
     }
@@ -276,6 +283,7 @@ impl<S: Serializer> ObjectStoreResult<S> {
             serializer,
             lease: self.lease,
             part_size: self.part_size,
+            single_put_max: self.single_put_max,
             secrets: self.secrets,
         }
     }
@@ -290,9 +298,19 @@ impl<S: Serializer> ObjectStoreResult<S> {
     }
 
     /// The size of an upload's parts (8 MiB by default, at least 5 MiB, as S3 requires
-    /// of every part but the last). A value larger than one part is streamed.
+    /// of every part but the last).
     pub fn with_part_size(mut self, bytes: usize) -> Self {
         self.part_size = bytes.max(5 << 20);
+        self
+    }
+
+    /// The largest stored object uploaded in one `PUT` (100 MiB by default, at least one
+    /// part): up to this size a value is held encoded in memory beside itself, as one
+    /// request is the fastest way up for most stores; a larger one streams as a
+    /// multipart upload while it is serialized, holding a few parts at a time. Lower it
+    /// where memory is tight.
+    pub fn with_single_put_max(mut self, bytes: usize) -> Self {
+        self.single_put_max = bytes;
         self
     }
 
@@ -509,9 +527,14 @@ fn build(
         #[cfg(feature = "aws")]
         Cloud::S3 => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            // UNSIGNED-PAYLOAD unless the user says otherwise: every object carries its
+            // own SHA-256, verified on every read, and TLS protects it in transit, so
+            // SigV4's payload hash would only hash every byte a second time (about 50 ms
+            // of CPU per 64 MiB). The request itself is still signed.
             let mut builder = AmazonS3Builder::from_env()
                 .with_url(bucket)
-                .with_retry(retry);
+                .with_retry(retry)
+                .with_unsigned_payload(true);
             for (key, value) in options {
                 let key: AmazonS3ConfigKey = key.parse().map_err(|e| format!("{e}"))?;
                 builder = builder.with_config(key, value);
@@ -581,34 +604,55 @@ impl<S> fmt::Debug for ObjectStoreResult<S> {
 enum Chunk {
     /// The object's length, first.
     Len(u64),
-    Bytes(Bytes),
+    /// The next pieces, in order.
+    Bytes(Vec<Bytes>),
     Failed(object_store::Error),
 }
 
 /// A download, read on the calling thread as the chunks arrive.
 struct Download {
     chunks: tokio::sync::mpsc::Receiver<Chunk>,
+    /// The pieces of the batch being read, the next one last.
+    pieces: Vec<Bytes>,
     current: Bytes,
     failed: Option<object_store::Error>,
 }
 
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Download {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.current.is_empty() {
+            if let Some(next) = self.pieces.pop() {
+                self.current = next;
+                continue;
+            }
             match bridge::park_on(self.chunks.recv()) {
-                Some(Chunk::Bytes(b)) => self.current = b,
+                Some(Chunk::Bytes(mut batch)) => {
+                    batch.reverse();
+                    self.pieces = batch;
+                }
                 Some(Chunk::Failed(e)) => {
                     let shown = io::Error::other(e.to_string());
                     self.failed = Some(e);
                     return Err(shown);
                 }
-                Some(Chunk::Len(_)) | None => return Ok(0),
+                Some(Chunk::Len(_)) | None => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, n: usize) {
+        let _ = self.current.split_to(n);
     }
 }
 
@@ -627,31 +671,64 @@ fn download(store: Arc<dyn ObjectStore>, path: ObjectPath) -> Result<Download, S
             return;
         }
         let mut stream = got.into_stream();
-        while let Some(next) = stream.next().await {
-            let chunk = match next {
-                Ok(b) => Chunk::Bytes(b),
-                Err(e) => Chunk::Failed(e),
+        // The network hands over small pieces (tens of KiB); they are passed on in
+        // batches, so that the reading thread is woken once per batch, not per piece.
+        let mut batch = Vec::new();
+        let mut batched = 0;
+        loop {
+            let next = stream.next().await;
+            let end = match next {
+                Some(Ok(b)) => {
+                    batched += b.len();
+                    batch.push(b);
+                    false
+                }
+                Some(Err(e)) => {
+                    let _ = send.send(Chunk::Failed(e)).await;
+                    return;
+                }
+                None => true,
             };
-            // The reader stopped (a refused header): drop the rest of the download.
-            if send.send(chunk).await.is_err() {
+            if (end || batched >= BATCH) && !batch.is_empty() {
+                batched = 0;
+                // The reader stopped (a refused header): drop the rest of the download.
+                if send
+                    .send(Chunk::Bytes(std::mem::take(&mut batch)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if end {
                 return;
             }
         }
     })?;
     Ok(Download {
         chunks,
+        pieces: Vec::new(),
         current: Bytes::new(),
         failed: None,
     })
 }
 
 /// The serializer's output, cut into parts uploaded while it is still being written.
-/// The first part is held back: it is sent last, behind the header.
+/// Up to `single_put_max` bytes are held for one `PUT`; past that the upload streams,
+/// and its first part is held back: it is sent last, behind the header.
 struct Upload<'a> {
     stores: &'a Stores,
     path: ObjectPath,
     part_size: usize,
-    first: Vec<u8>,
+    single_put_max: usize,
+    /// Everything written, while it may still go up in one `PUT`, behind room for the
+    /// header (written into it at the end: the object goes up as one piece).
+    whole: Vec<u8>,
+    /// Whether the upload is a multipart upload.
+    streaming: bool,
+    /// Once streaming: the first part, sent last.
+    first: Option<Bytes>,
+    /// Once streaming: the part being filled.
     current: Vec<u8>,
     multipart: Option<object_store::MultipartId>,
     next_part: usize,
@@ -666,17 +743,21 @@ struct Upload<'a> {
 impl Write for Upload<'_> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let n = buf.len();
-        // Without a multipart API everything goes into one `PUT`.
-        let streaming = self.stores.multipart.is_some();
-        if !streaming || self.first.len() < self.part_size {
-            let room = if streaming {
-                self.part_size - self.first.len()
-            } else {
-                buf.len()
+        if !self.streaming {
+            // Without a multipart API everything goes into one `PUT`.
+            let room = match self.stores.multipart {
+                Some(_) => self
+                    .single_put_max
+                    .saturating_sub(self.whole.len() - format::HEADER_LEN),
+                None => usize::MAX,
             };
             let take = room.min(buf.len());
-            self.first.extend_from_slice(&buf[..take]);
+            self.whole.extend_from_slice(&buf[..take]);
             buf = &buf[take..];
+            if buf.is_empty() {
+                return Ok(n);
+            }
+            self.start_streaming()?;
         }
         while !buf.is_empty() {
             if self.current.capacity() == 0 {
@@ -686,7 +767,8 @@ impl Write for Upload<'_> {
             self.current.extend_from_slice(&buf[..take]);
             buf = &buf[take..];
             if self.current.len() == self.part_size {
-                self.send_part()?;
+                let part = Bytes::from(std::mem::take(&mut self.current));
+                self.emit(part)?;
             }
         }
         Ok(n)
@@ -704,8 +786,41 @@ impl Upload<'_> {
         shown
     }
 
-    /// Uploads `current` as the next part, waiting for older parts beyond the limit.
-    fn send_part(&mut self) -> io::Result<()> {
+    /// The value is larger than one `PUT` may hold: what is held so far is cut into
+    /// parts, and the rest follows part by part.
+    fn start_streaming(&mut self) -> io::Result<()> {
+        self.streaming = true;
+        let whole = Bytes::from(std::mem::take(&mut self.whole));
+        let mut at = format::HEADER_LEN;
+        while whole.len() - at >= self.part_size {
+            // The first part is copied out, so that the held bytes are freed as soon
+            // as their parts are up, not kept until the end with it.
+            let part = whole.slice(at..at + self.part_size);
+            let part = if self.first.is_none() {
+                Bytes::copy_from_slice(&part)
+            } else {
+                part
+            };
+            self.emit(part)?;
+            at += self.part_size;
+        }
+        self.current = Vec::with_capacity(self.part_size);
+        self.current.extend_from_slice(&whole[at..]);
+        Ok(())
+    }
+
+    /// A full part: held back if it is the first, else uploaded.
+    fn emit(&mut self, part: Bytes) -> io::Result<()> {
+        if self.first.is_none() {
+            self.first = Some(part);
+            Ok(())
+        } else {
+            self.send_part(part)
+        }
+    }
+
+    /// Uploads `data` as the next part, waiting for older parts beyond the limit.
+    fn send_part(&mut self, data: Bytes) -> io::Result<()> {
         let multipart = Arc::clone(self.stores.multipart.as_ref().expect("streaming"));
         if self.multipart.is_none() {
             let (m, path) = (Arc::clone(&multipart), self.path.clone());
@@ -715,7 +830,7 @@ impl Upload<'_> {
             self.multipart = Some(id);
         }
         let id = self.multipart.clone().expect("created above");
-        let data = PutPayload::from(Bytes::from(std::mem::take(&mut self.current)));
+        let data = PutPayload::from(data);
         let (index, path) = (self.next_part, self.path.clone());
         self.next_part += 1;
         let (send, receive) = tokio::sync::oneshot::channel();
@@ -773,15 +888,12 @@ impl Upload<'_> {
             source: e.into(),
         };
         let head = Bytes::copy_from_slice(&header);
-        let first = Bytes::from(std::mem::take(&mut self.first));
-        let Some(id) = self.multipart.clone() else {
-            let mut parts = vec![head, first];
-            if !self.current.is_empty() {
-                parts.push(Bytes::from(std::mem::take(&mut self.current)));
-            }
+        if !self.streaming {
+            let mut whole = std::mem::take(&mut self.whole);
+            whole[..format::HEADER_LEN].copy_from_slice(&header);
             let store = Arc::clone(&self.stores.store);
             let path = self.path.clone();
-            let payload: PutPayload = parts.into_iter().collect();
+            let payload = PutPayload::from(whole);
             let options = PutOptions {
                 mode: PutMode::Overwrite,
                 ..PutOptions::default()
@@ -789,11 +901,22 @@ impl Upload<'_> {
             return bridge::run(async move { store.put_opts(&path, payload, options).await })
                 .map_err(generic)?
                 .map(|_| ());
-        };
-        if !self.current.is_empty() {
-            self.send_part()
+        }
+        // A value streams only when it is larger than a part, so the first part is
+        // full and there is always a part after it.
+        let first = self
+            .first
+            .take()
+            .ok_or_else(|| generic("a streamed upload without its first part".into()))?;
+        if !self.current.is_empty() || self.multipart.is_none() {
+            let part = Bytes::from(std::mem::take(&mut self.current));
+            self.send_part(part)
                 .map_err(|e| self.failed.take().unwrap_or_else(|| generic(e.to_string())))?;
         }
+        let id = self
+            .multipart
+            .clone()
+            .expect("created by the first part sent");
         while !self.in_flight.is_empty() {
             self.wait_oldest()
                 .map_err(|e| self.failed.take().unwrap_or_else(|| generic(e.to_string())))?;
@@ -905,7 +1028,25 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
                 stores,
                 path: path.clone(),
                 part_size: self.part_size,
-                first: Vec::new(),
+                // A value whose size is known ahead (a `Vec<u8>`) and too large for one
+                // `PUT` streams from its first byte, never held whole a second time.
+                single_put_max: match value.bytes() {
+                    Some(b) if b.len() >= self.single_put_max.max(self.part_size) => 0,
+                    _ => self.single_put_max.max(self.part_size),
+                },
+                // The whole object, when its size is known and it goes up in one piece.
+                whole: {
+                    let mut whole = match value.bytes() {
+                        Some(b) if b.len() < self.single_put_max.max(self.part_size) => {
+                            Vec::with_capacity(format::HEADER_LEN + 9 + b.len())
+                        }
+                        _ => Vec::new(),
+                    };
+                    whole.resize(format::HEADER_LEN, 0);
+                    whole
+                },
+                streaming: false,
+                first: None,
                 current: Vec::new(),
                 multipart: None,
                 next_part: 1,
