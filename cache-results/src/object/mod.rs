@@ -2,46 +2,6 @@
 //! [`ObjectStore`] ([`ObjectStoreResult`]), and S3, GCS and Azure Blob Storage from a
 //! URL ([`S3Result`], [`GcsResult`], [`AzureResult`], behind the cargo features `aws`,
 //! `gcp` and `azure`).
-//!
-//! The objects are result files, byte for byte: the same header, checksum and type
-//! fingerprint as [`LocalResult`](crate::LocalResult) writes, so a file can be uploaded
-//! as it is and read back here, and an object downloaded and read by `LocalResult`.
-//! Every read is verified the same way. Under the prefix, the layout is the local one:
-//! results at their locations, cache records under `.taskcache-records/`, lock objects
-//! under `.locks/`.
-//!
-//! - **Writes** are atomic: an object appears whole when its single `PUT`, or its
-//!   multipart upload's completion, succeeds. A value whose encoding is larger than
-//!   100 MiB ([`with_single_put_max`](ObjectStoreResult::with_single_put_max)) streams:
-//!   the serializer's output is cut into parts (8 MiB) uploaded while it is still being
-//!   written and hashed, the first part held back until the end, since it starts with
-//!   the header that carries the checksum (a multipart upload's parts may be sent in
-//!   any order). Streaming needs a store that implements `MultipartStore` (S3, GCS,
-//!   Azure, memory; [`ObjectStoreResult::new_multipart`]); with any other store a value
-//!   is uploaded in one `PUT` from memory.
-//! - **Reads** stream too: the header is checked as soon as it arrives (a pinned-out or
-//!   mistyped object is refused before its payload is fetched), and the payload is
-//!   hashed as it comes down. A `Vec<u8>` goes straight into its vector; a large value
-//!   of another type is spilled to a temporary file and decoded only once its checksum
-//!   has passed.
-//! - **Locks** are lock objects with a lease, taken with conditional writes (see
-//!   [`with_lease`](ObjectStoreResult::with_lease)): two machines that share nothing but
-//!   the bucket compute a missing target once, and a crashed holder blocks nobody for
-//!   longer than its lease.
-//! - **Faults**: a failed read (a timeout, a 5xx after `object_store`'s retries, a
-//!   refused credential) is a miss and the task runs; a failed write is the state's
-//!   `persist_error` and the value is still returned. Messages never contain a
-//!   credential: every configured secret and every URL query is removed from them.
-//!
-//! The store is built at first use, not when the result is made, so a result can be
-//! written straight into `#[task(result = S3Result::new("s3://bucket/prefix"))]`; a bad
-//! URL or a missing credential is then an error on the task's state and in its log.
-//!
-//! `object_store` is async. A sync task's I/O runs on a small private tokio runtime
-//! started on first use (no runtime to set up); an async task awaited on a
-//! multi-threaded tokio runtime waits inside `block_in_place`, so the executor keeps
-//! running its other tasks. On a current-thread runtime or another executor, the I/O
-//! blocks the polling thread, as file I/O does for `LocalResult`.
 
 mod bridge;
 mod lock;
@@ -136,8 +96,47 @@ struct Shared {
     built: OnceLock<Result<Stores, String>>,
 }
 
-/// Results in any `object_store` store: the objects are result files (see the
-/// [module documentation](self)).
+/// Results in any `object_store` store.
+///
+/// The objects are result files, byte for byte: the same header, checksum and type
+/// fingerprint as [`LocalResult`](crate::LocalResult) writes, so a file can be uploaded
+/// as it is and read back here, and an object downloaded and read by `LocalResult`.
+/// Every read is verified the same way. Under the prefix, the layout is the local one:
+/// results at their locations, cache records under `.taskcache-records/`, lock objects
+/// under `.locks/`.
+///
+/// - **Writes** are atomic: an object appears whole when its single `PUT`, or its
+///   multipart upload's completion, succeeds. A value whose encoding is larger than
+///   100 MiB ([`with_single_put_max`](ObjectStoreResult::with_single_put_max)) streams:
+///   the serializer's output is cut into parts (8 MiB) uploaded while it is still being
+///   written and hashed, the first part held back until the end, since it starts with
+///   the header that carries the checksum (a multipart upload's parts may be sent in
+///   any order). Streaming needs a store that implements `MultipartStore` (S3, GCS,
+///   Azure, memory; [`ObjectStoreResult::new_multipart`]); with any other store a value
+///   is uploaded in one `PUT` from memory.
+/// - **Reads** stream too: the header is checked as soon as it arrives (a pinned-out or
+///   mistyped object is refused before its payload is fetched), and the payload is
+///   hashed as it comes down. A `Vec<u8>` goes straight into its vector; a large value
+///   of another type is spilled to a temporary file and decoded only once its checksum
+///   has passed.
+/// - **Locks** are lock objects with a lease, taken with conditional writes (see
+///   [`with_lease`](ObjectStoreResult::with_lease)): two machines that share nothing but
+///   the bucket compute a missing target once, and a crashed holder blocks nobody for
+///   longer than its lease.
+/// - **Faults**: a failed read (a timeout, a 5xx after `object_store`'s retries, a
+///   refused credential) is a miss and the task runs; a failed write is the state's
+///   `persist_error` and the value is still returned. Messages never contain a
+///   credential: every configured secret and every URL query is removed from them.
+///
+/// The store is built at first use, not when the result is made, so a result can be
+/// written straight into `#[task(result = S3Result::new("s3://bucket/prefix"))]`; a bad
+/// URL or a missing credential is then an error on the task's state and in its log.
+///
+/// `object_store` is async. A sync task's I/O runs on a small private tokio runtime
+/// started on first use (no runtime to set up); an async task awaited on a
+/// multi-threaded tokio runtime waits inside `block_in_place`, so the executor keeps
+/// running its other tasks. On a current-thread runtime or another executor, the I/O
+/// blocks the polling thread, as file I/O does for `LocalResult`.
 ///
 /// ```
 /// use std::sync::Arc;
