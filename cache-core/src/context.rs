@@ -240,6 +240,10 @@ pub struct Context {
     pub(crate) held: Option<Arc<Held>>,
     /// The result that takes the place of every task's own (`with_result`).
     pub(crate) result: Option<Arc<dyn crate::result::ResultBackend>>,
+    /// The run id the next flow started in this scope resumes (`taskcache::resume`).
+    pub(crate) resume: Option<Arc<crate::flow::ResumeRequest>>,
+    /// The state store of flows started in this scope.
+    pub(crate) state: Option<Arc<crate::flow::StoreChoice>>,
 }
 
 thread_local! {

@@ -19,6 +19,9 @@
 use crate::context::Context;
 use crate::parameters::{Parameter, ParameterError, Parameters};
 use crate::state::{panic_message, Failure, Output, State, StateKind};
+use crate::state_store::{
+    FlowRunRecord, FlowRunState, SqliteStateStore, StateStore, StateStoreError, TaskRunRecord,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -35,6 +38,126 @@ pub(crate) struct FlowRunInfo {
     pub(crate) scheduled_start_time: DateTime<Utc>,
     pub(crate) parameters: Parameters,
     reports: Mutex<Vec<TaskRunReport>>,
+    /// Where the run's states are recorded, if anywhere.
+    pub(crate) recorder: Option<Recorder>,
+}
+
+/// A flow run's state store, the index of its next task call, and what an earlier
+/// attempt of the same run recorded (empty for a new run).
+pub(crate) struct Recorder {
+    pub(crate) store: Arc<dyn StateStore>,
+    next: std::sync::atomic::AtomicU32,
+    pub(crate) earlier: Vec<TaskRunRecord>,
+    /// Set once a task call did not match the earlier attempt's: nothing recorded is
+    /// replayed after that.
+    pub(crate) diverged: std::sync::atomic::AtomicBool,
+    started: DateTime<Utc>,
+}
+
+impl Recorder {
+    /// The index of the next task call of the run.
+    pub(crate) fn next_index(&self) -> u32 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// What `taskcache::resume` asks of the next flow started in its scope.
+#[derive(Debug)]
+pub struct ResumeRequest {
+    pub(crate) run_id: String,
+}
+
+/// Picks up a flow run where it left off: the flow started inside [`Resume::run`] takes
+/// the run id `run_id`, and each of its task calls is matched to the call at the same
+/// position in the earlier attempt (see [`Flow::run_id`]).
+///
+/// ```
+/// use taskcache::prelude::*;
+///
+/// #[task(checkpoint, result = LocalResult::new(std::env::temp_dir().join("tc-doc-resume")))]
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// #[flow(state = std::env::temp_dir().join("tc-doc-resume.db"))]
+/// fn pipeline(x: u32) -> u32 { double(x) + 1 }
+///
+/// let first = pipeline::run(20);
+/// // Later, perhaps in another process: the same run again, its results replayed.
+/// let again = taskcache::resume(first.run_id()).run(|| pipeline::run(20));
+/// assert_eq!(again.run_id(), first.run_id());
+/// assert_eq!(again.task_runs()[0].kind, StateKind::Cached);
+/// assert_eq!(again.into_output(), 41);
+/// ```
+#[derive(Debug)]
+pub struct Resume {
+    run_id: String,
+    store: Option<StoreChoice>,
+}
+
+/// Resumes the flow run `run_id` (see [`Resume`]).
+pub fn resume(run_id: impl Into<String>) -> Resume {
+    Resume {
+        run_id: run_id.into(),
+        store: None,
+    }
+}
+
+impl Resume {
+    /// Reads the run from this state store file (by default `TASKCACHE_STATE`'s).
+    pub fn state_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.store = Some(StoreChoice::File(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Reads the run from this state store.
+    pub fn state_store(mut self, store: impl StateStore) -> Self {
+        self.store = Some(StoreChoice::Given(Arc::new(store)));
+        self
+    }
+
+    /// Runs `f`; the first flow it starts resumes the run.
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        let mut ctx = Context::current();
+        ctx.resume = Some(Arc::new(ResumeRequest {
+            run_id: self.run_id,
+        }));
+        if let Some(store) = self.store {
+            ctx.state = Some(Arc::new(store));
+        }
+        ctx.scope(f)
+    }
+}
+
+/// A state store chosen by path (opened at the run's start, once per process and
+/// path) or given.
+#[derive(Clone, Debug)]
+pub(crate) enum StoreChoice {
+    File(std::path::PathBuf),
+    Given(Arc<dyn StateStore>),
+}
+
+impl StoreChoice {
+    fn open(&self) -> Result<Arc<dyn StateStore>, StateStoreError> {
+        match self {
+            StoreChoice::Given(s) => Ok(Arc::clone(s)),
+            StoreChoice::File(path) => open_shared(path),
+        }
+    }
+}
+
+/// The environment variable naming the default state store file of every flow run.
+pub const STATE_ENV: &str = "TASKCACHE_STATE";
+
+/// One store per file per process: opening SQLite is not free, and one connection
+/// serialises this process's commits.
+fn open_shared(path: &std::path::Path) -> Result<Arc<dyn StateStore>, StateStoreError> {
+    static OPEN: Mutex<Vec<(std::path::PathBuf, Arc<dyn StateStore>)>> = Mutex::new(Vec::new());
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, s)) = open.iter().find(|(p, _)| p == path) {
+        return Ok(Arc::clone(s));
+    }
+    let store: Arc<dyn StateStore> = Arc::new(SqliteStateStore::open(path)?);
+    open.push((path.to_path_buf(), Arc::clone(&store)));
+    Ok(store)
 }
 
 impl FlowRunInfo {
@@ -68,6 +191,8 @@ pub struct Flow {
     parameters: BTreeMap<String, Parameter>,
     scheduled_start_time: Option<DateTime<Utc>>,
     error: Option<String>,
+    store: Option<StoreChoice>,
+    run_id: Option<String>,
 }
 
 impl Flow {
@@ -78,6 +203,8 @@ impl Flow {
             parameters: BTreeMap::new(),
             scheduled_start_time: None,
             error: None,
+            store: None,
+            run_id: None,
         }
     }
 
@@ -124,20 +251,151 @@ impl Flow {
         &self.name
     }
 
+    /// Records this run's states in `store`: every task run's state as it changes, so
+    /// that the run can be resumed after its process died (see [`Flow::run_id`]).
+    /// Without it, a run records into the file `TASKCACHE_STATE` names, if set.
+    pub fn state_store(mut self, store: impl StateStore) -> Self {
+        self.store = Some(StoreChoice::Given(Arc::new(store)));
+        self
+    }
+
+    /// Records this run's states in the SQLite state store at `path` (created if
+    /// missing; its directory must exist), opened once per process.
+    pub fn state_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.store = Some(StoreChoice::File(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Runs with this run id instead of a fresh one. If the state store holds a run of
+    /// this flow with this id, this run resumes it: the flow function runs again, and
+    /// each task call is matched to the earlier attempt's call at the same position.
+    /// A task that succeeded there with a persisted result returns that result without
+    /// running its body; a task without one runs again (the log says so), as does a
+    /// task that was running when the process died. A call to another task than the
+    /// earlier one at its position is reported, and from there on nothing is replayed.
+    pub fn run_id(mut self, id: impl Into<String>) -> Self {
+        self.run_id = Some(id.into());
+        self
+    }
+
     fn start(self) -> Result<Arc<FlowRunInfo>, String> {
         if let Some(e) = self.error {
             return Err(e);
         }
         let ctx = Context::current();
         let now = ctx.clock.now();
+        // `taskcache::resume` applies to the outermost flow started in its scope.
+        let resume = ctx.resume.as_ref().filter(|_| ctx.flow.is_none());
+        let run_id = match (&self.run_id, resume) {
+            (Some(id), _) => id.clone(),
+            (None, Some(r)) => r.run_id.clone(),
+            (None, None) => uuid::Uuid::new_v4().to_string(),
+        };
+        let choice = match (&self.store, &ctx.state) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some(c)) => Some((**c).clone()),
+            (None, None) => std::env::var_os(STATE_ENV)
+                .filter(|p| !p.is_empty())
+                .map(|p| StoreChoice::File(p.into())),
+        };
+        let parameters = Parameters::from_map(self.parameters);
+        let recorder = match choice {
+            Some(choice) => Some(
+                Self::recorder(
+                    &self.name,
+                    &run_id,
+                    &parameters,
+                    &choice,
+                    resume.is_some(),
+                    now,
+                )
+                .map_err(|e| format!("flow `{}`: {e}", self.name))?,
+            ),
+            None if resume.is_some() => {
+                return Err(format!(
+                    "flow `{}`: cannot resume run {run_id}: no state store (give one to \
+                     `resume(…).state_file(…)`, or set {STATE_ENV})",
+                    self.name
+                ))
+            }
+            None => None,
+        };
         Ok(Arc::new(FlowRunInfo {
             name: Arc::from(&*self.name),
-            run_id: uuid::Uuid::new_v4().to_string(),
+            run_id,
             date: ctx.date.unwrap_or(now),
             scheduled_start_time: self.scheduled_start_time.unwrap_or(now),
-            parameters: Parameters::from_map(self.parameters),
+            parameters,
             reports: Mutex::new(Vec::new()),
+            recorder,
         }))
+    }
+
+    /// Opens the store, and records the run as running: a new one, or an earlier one
+    /// of the same flow and parameters taken up again.
+    fn recorder(
+        name: &str,
+        run_id: &str,
+        parameters: &Parameters,
+        choice: &StoreChoice,
+        must_exist: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Recorder, String> {
+        let store = choice.open().map_err(|e| e.to_string())?;
+        let params = parameters.to_json();
+        let earlier_run = store.flow_run(run_id).map_err(|e| e.to_string())?;
+        let (earlier, started) = match earlier_run {
+            Some(run) => {
+                if run.flow != name {
+                    return Err(format!(
+                        "run {run_id} in {} is a run of flow `{}`, not of `{name}`",
+                        store.describe(),
+                        run.flow
+                    ));
+                }
+                if run.parameters != params {
+                    return Err(format!(
+                        "run {run_id} in {} ran with the parameters {}, not {params}; \
+                         resume it with the same ones",
+                        store.describe(),
+                        run.parameters
+                    ));
+                }
+                let tasks = store.task_runs(run_id).map_err(|e| e.to_string())?;
+                tracing::info!(
+                    flow = name,
+                    run_id,
+                    task_runs = tasks.len(),
+                    "resuming a flow run"
+                );
+                (tasks, run.started)
+            }
+            None if must_exist => {
+                return Err(format!(
+                    "cannot resume run {run_id}: {} has no such run",
+                    store.describe()
+                ))
+            }
+            None => (Vec::new(), now),
+        };
+        store
+            .put_flow_run(&FlowRunRecord {
+                run_id: run_id.to_owned(),
+                flow: name.to_owned(),
+                parameters: params,
+                state: FlowRunState::Running,
+                message: String::new(),
+                started,
+                ended: None,
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Recorder {
+            store,
+            next: std::sync::atomic::AtomicU32::new(0),
+            earlier,
+            diverged: std::sync::atomic::AtomicBool::new(false),
+            started,
+        })
     }
 
     /// Runs `body` as this flow: tasks called inside it see the flow's context and
@@ -188,6 +446,24 @@ impl<T> FlowRun<T> {
     fn finished(info: Arc<FlowRunInfo>, outcome: std::thread::Result<T>) -> Self {
         let task_runs =
             std::mem::take(&mut *info.reports.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(recorder) = &info.recorder {
+            let (state, message) = match &outcome {
+                Ok(_) => (FlowRunState::Success, String::new()),
+                Err(p) => (FlowRunState::Failed, panic_message(p.as_ref()).to_string()),
+            };
+            let record = FlowRunRecord {
+                run_id: info.run_id.clone(),
+                flow: info.name.to_string(),
+                parameters: info.parameters.to_json(),
+                state,
+                message,
+                started: recorder.started,
+                ended: Some(Utc::now()),
+            };
+            if let Err(e) = recorder.store.put_flow_run(&record) {
+                tracing::warn!(flow = %info.name, run_id = %info.run_id, error = %e, "cannot record the flow run's end");
+            }
+        }
         let (kind, message, output) = match outcome {
             Ok(v) => (
                 StateKind::Success,
@@ -215,6 +491,7 @@ impl<T> FlowRun<T> {
                 previous: Vec::new(),
                 location: None,
                 persist_error: None,
+                digest: None,
             },
             run_id: info.run_id.clone(),
             parameters: info.parameters.clone(),

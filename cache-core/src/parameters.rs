@@ -116,6 +116,15 @@ impl Parameters {
         self.len() == 0
     }
 
+    /// The parameters as one JSON object, keys in order (what a state store records).
+    pub(crate) fn to_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .iter()
+            .map(|(k, p)| (k.to_owned(), p.value().clone()))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
     /// True when both hold the same names with equal digests (what `all_parameters` checks).
     pub fn same_as(&self, other: &Parameters) -> bool {
         if let (Some(a), Some(b)) = (&self.0, &other.0) {

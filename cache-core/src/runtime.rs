@@ -9,6 +9,7 @@ use crate::flow::{FlowRunInfo, TaskRunReport};
 use crate::hash::{HashError, InputDigest, InputHasher};
 use crate::parameters::Parameters;
 use crate::persist::{self, Backend, BackendRef, PersistOps, RenderValues, RenderedInputs};
+use crate::replay::Slot;
 use crate::result::{Location, LocationLock, ResultBackend};
 use crate::state::{
     panic_message, Cached, Failure, HashedInputs, Output, State, StateKind, StateRecord,
@@ -471,7 +472,23 @@ where
 {
     /// Runs the call: a cached output if a valid one exists, else the body, retried as
     /// the spec says. Returns the final state.
-    pub fn run(mut self, mut body: impl FnMut(I) -> T) -> State<T> {
+    pub fn run(self, body: impl FnMut(I) -> T) -> State<T> {
+        // In a flow run that records its states: the call's place in it, and what an
+        // earlier attempt of the run left for it.
+        let Some(slot) = Slot::begin() else {
+            return self.run_unrecorded(body, None);
+        };
+        if let Some(state) = self.replay(&slot) {
+            slot.finished(self.spec.name(), &state);
+            return state;
+        }
+        let spec = self.spec;
+        let state = self.run_unrecorded(body, Some(&slot));
+        slot.finished(spec.name(), &state);
+        state
+    }
+
+    fn run_unrecorded(mut self, mut body: impl FnMut(I) -> T, slot: Option<&Slot>) -> State<T> {
         let target = match self.check_target() {
             TargetCheck::Done(state) => return state,
             TargetCheck::Run(t) => t,
@@ -483,6 +500,9 @@ where
                 Checked::Run(p) => break *p,
             }
         };
+        if let Some(slot) = slot {
+            slot.running(self.spec.name(), 1);
+        }
         prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
@@ -510,7 +530,28 @@ where
     ///
     /// Reading and writing results and target files is blocking file I/O, done on the
     /// polling thread.
-    pub async fn run_async<F>(mut self, mut body: impl FnMut(I) -> F) -> State<T>
+    pub async fn run_async<F>(self, body: impl FnMut(I) -> F) -> State<T>
+    where
+        F: Future<Output = T>,
+    {
+        let Some(slot) = Slot::begin() else {
+            return self.run_async_unrecorded(body, None).await;
+        };
+        if let Some(state) = self.replay(&slot) {
+            slot.finished(self.spec.name(), &state);
+            return state;
+        }
+        let spec = self.spec;
+        let state = self.run_async_unrecorded(body, Some(&slot)).await;
+        slot.finished(spec.name(), &state);
+        state
+    }
+
+    async fn run_async_unrecorded<F>(
+        mut self,
+        mut body: impl FnMut(I) -> F,
+        slot: Option<&Slot>,
+    ) -> State<T>
     where
         F: Future<Output = T>,
     {
@@ -525,6 +566,9 @@ where
                 Checked::Run(p) => break *p,
             }
         };
+        if let Some(slot) = slot {
+            slot.running(self.spec.name(), 1);
+        }
         prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
@@ -551,6 +595,51 @@ where
                 Next::RetryAfter(delay) => Sleep::new(delay).await,
             }
         }
+    }
+
+    /// The result an earlier attempt of this flow run persisted for this call, read
+    /// back and verified, as a `Cached` state; `None` when there is none to replay.
+    fn replay(&self, slot: &Slot) -> Option<State<T>> {
+        let spec = self.spec;
+        let earlier = slot.earlier(spec.name())?;
+        let Some(p) = &self.persist else {
+            tracing::info!(
+                task = spec.name(),
+                "the task succeeded in the earlier attempt of this flow run, but it has no \
+                 `result` to read that output from: it runs again"
+            );
+            return None;
+        };
+        let value = persist::read_valid(
+            &p.backend,
+            spec.name(),
+            &earlier.location,
+            earlier.digest.as_ref(),
+        )?;
+        let ctx = Context::current();
+        let now = ctx.clock.now();
+        let cached = Cached {
+            expiration: None,
+            hashed_inputs: HashedInputs::empty(),
+            parameters: ctx.parameters().clone(),
+            cache_key: Cow::Borrowed(spec.cache_key()),
+            created: now,
+        };
+        let mut state = State::hit(value, Arc::new(cached), instant(now));
+        state.message = Cow::Owned(format!(
+            "Resumed: the result of this call in the earlier attempt of the flow run, read \
+             from {}.",
+            earlier.location
+        ));
+        state.location = Some(earlier.location);
+        state.digest = earlier.digest;
+        tracing::debug!(
+            task = spec.name(),
+            state = "Cached",
+            "replayed from the earlier attempt"
+        );
+        report(ctx.flow.as_deref(), spec, &state);
+        Some(state)
     }
 
     /// The target check (Prefect's first step): serve the run from the target file if
@@ -1078,6 +1167,7 @@ impl<'s> Attempts<'s> {
             previous: self.history.take().unwrap_or_default(),
             location: None,
             persist_error: None,
+            digest: None,
         };
         if let (Some(p), true) = (persist, prepared.persist) {
             checkpoint(spec, p, prepared, &mut state);
@@ -1135,12 +1225,13 @@ fn checkpoint<I, T>(
         ) {
             persist::put_record(&p.backend, spec.name(), cached, &all, &location, digest)?;
         }
-        Ok(location)
+        Ok((location, digest))
     });
     match written {
-        Ok(location) => {
+        Ok((location, digest)) => {
             tracing::debug!(task = spec.name(), location = %location, "checkpointed");
             state.location = Some(location);
+            state.digest = Some(digest);
         }
         Err(e) => {
             tracing::warn!(task = spec.name(), error = %e, "the output could not be checkpointed; it is returned all the same");

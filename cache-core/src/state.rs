@@ -215,6 +215,9 @@ pub struct State<T> {
     pub(crate) location: Option<Location>,
     /// Why the output could not be checkpointed, if it could not.
     pub(crate) persist_error: Option<String>,
+    /// The digest of the payload checkpointed at `location` (what a state store
+    /// records, so that a resumed run reads back exactly that result).
+    pub(crate) digest: Option<crate::result::PayloadDigest>,
 }
 
 pub(crate) enum Output<T> {
@@ -234,6 +237,7 @@ impl<T> State<T> {
             previous: Vec::new(),
             location: None,
             persist_error: None,
+            digest: None,
         }
     }
 
@@ -248,6 +252,7 @@ impl<T> State<T> {
             previous: Vec::new(),
             location: None,
             persist_error: None,
+            digest: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct TaskArgs {
 #[derive(Default)]
 pub struct FlowArgs {
     pub name: Option<LitStr>,
+    /// `state = <expr>`: the path of the flow's state store file (`AsRef<Path>`).
+    pub state: Option<(Ident, syn::Expr)>,
 }
 
 const TASK_KEYS: &str = "name, cache_for, cache_validator, cache_key, max_retries, retry_delay, checkpoint, result, target";
@@ -159,26 +161,43 @@ impl Parse for FlowArgs {
         let mut args = FlowArgs::default();
         while !input.is_empty() {
             let key: Ident = input.parse()?;
-            if key != "name" {
+            let duplicate = match key.to_string().as_str() {
+                "name" => args.name.is_some(),
+                "state" => args.state.is_some(),
+                _ => {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!(
+                            "unknown flow argument `{key}`; the arguments are `name = \"…\"` \
+                             and `state = \"runs.db\"` (the state store's file)"
+                        ),
+                    ))
+                }
+            };
+            if duplicate {
                 return Err(syn::Error::new(
                     key.span(),
-                    format!("unknown flow argument `{key}`; the only argument is `name = \"…\"`"),
-                ));
-            }
-            if args.name.is_some() {
-                return Err(syn::Error::new(
-                    key.span(),
-                    "`name` is given twice; keep one",
+                    format!("`{key}` is given twice; keep one"),
                 ));
             }
             if !input.peek(Token![=]) {
+                let example = if key == "name" {
+                    "name = \"…\""
+                } else {
+                    "state = \"runs.db\""
+                };
                 return Err(syn::Error::new(
                     key.span(),
-                    "`name` needs a value: write `name = \"…\"`",
+                    format!("`{key}` needs a value: write `{example}`"),
                 ));
             }
             input.parse::<Token![=]>()?;
-            args.name = Some(non_empty(text_value(input, "name")?, "name")?);
+            if key == "name" {
+                args.name = Some(non_empty(text_value(input, "name")?, "name")?);
+            } else {
+                let expr: syn::Expr = input.parse()?;
+                args.state = Some((key, expr));
+            }
             if input.is_empty() {
                 break;
             }

@@ -427,6 +427,10 @@ pub fn flow(args: &FlowArgs, func: &Function) -> TokenStream {
     let type_item = frame.type_item(format!(
         "The flow `{name}`: `{ident}::run(…)` runs it and returns the final state of every task run in it."
     ));
+    let state = args
+        .state
+        .as_ref()
+        .map(|(key, expr)| quote_spanned!(key.span()=> .state_file(#expr)));
     quote! {
         #outer
 
@@ -437,6 +441,7 @@ pub fn flow(args: &FlowArgs, func: &Function) -> TokenStream {
             /// Runs this flow and returns its final state and the final state of every task run in it.
             #run_sig {
                 ::taskcache::Flow::new(#name)
+                    #state
                     #(#parameters)*
                     #run_call
             }

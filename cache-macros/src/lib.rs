@@ -556,7 +556,10 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// task name, kind, message, run count, timestamp), `run_id()`, `parameters()` and
 /// `into_output()`.
 ///
-/// The only argument is `name = "…"`, the flow's name (default: the function's name).
+/// The arguments are `name = "…"`, the flow's name (default: the function's name), and
+/// `state = <path>`, the file of the embedded state store the run records its states in
+/// (any `AsRef<Path>` expression; default: the file `TASKCACHE_STATE` names, if set), so
+/// that `taskcache::resume(run_id)` can pick the run up after its process died.
 /// Like `#[task]`, `#[flow]` goes on a free function, sync or `async`.
 ///
 /// ```

@@ -1,0 +1,153 @@
+//! A task call's place in a flow run that records its states: what is written to the
+//! state store as the call's state changes, and what an earlier attempt of the same
+//! run left to replay.
+//!
+//! Calls are matched to the earlier attempt's by their position among the run's task
+//! calls and by the task's name, as durable-execution engines match commands to their
+//! history: the flow function must call its tasks in the same order every time. A call
+//! to another task than the earlier one at its position is reported, and from there on
+//! nothing of the earlier attempt is replayed (a mismatched run recomputes; it is never
+//! fed another task's value).
+
+use crate::flow::{FlowRunInfo, Recorder};
+use crate::result::{Location, PayloadDigest};
+use crate::state::{State, StateKind};
+use crate::state_store::{TaskRunRecord, TaskRunState};
+use chrono::Utc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// One task call's place in a recording flow run.
+pub(crate) struct Slot {
+    flow: Arc<FlowRunInfo>,
+    index: u32,
+}
+
+/// What an earlier attempt left for a call to replay: its persisted result.
+pub(crate) struct Earlier {
+    pub(crate) location: Location,
+    pub(crate) digest: Option<PayloadDigest>,
+}
+
+impl Slot {
+    /// The next call's place, when the current flow run records its states.
+    pub(crate) fn begin() -> Option<Slot> {
+        crate::context::Context::with_current(|c| {
+            let flow = c?.flow.as_ref()?;
+            let index = flow.recorder.as_ref()?.next_index();
+            Some(Slot {
+                flow: Arc::clone(flow),
+                index,
+            })
+        })
+    }
+
+    fn recorder(&self) -> &Recorder {
+        self.flow
+            .recorder
+            .as_ref()
+            .expect("a slot is only made for a recording run")
+    }
+
+    /// The earlier attempt's result for this call, if it can be replayed.
+    pub(crate) fn earlier(&self, task: &'static str) -> Option<Earlier> {
+        let recorder = self.recorder();
+        if recorder.diverged.load(Ordering::SeqCst) {
+            return None;
+        }
+        let record = recorder
+            .earlier
+            .binary_search_by_key(&self.index, |r| r.index)
+            .ok()
+            .map(|i| &recorder.earlier[i])?;
+        if record.task != task {
+            recorder.diverged.store(true, Ordering::SeqCst);
+            tracing::error!(
+                flow = %self.flow.name,
+                run_id = %self.flow.run_id,
+                call = self.index,
+                earlier = %record.task,
+                now = task,
+                "the resumed flow run calls its tasks in another order than before: call \
+                 #{} was `{}` and is now `{task}`; nothing more of the earlier attempt is \
+                 replayed (a flow function must call its tasks in the same order each time)",
+                self.index,
+                record.task,
+            );
+            return None;
+        }
+        if !matches!(record.state, TaskRunState::Success | TaskRunState::Cached) {
+            return None;
+        }
+        let Some(location) = record.location.as_deref() else {
+            tracing::info!(
+                task,
+                run_id = %self.flow.run_id,
+                call = self.index,
+                "the task succeeded in the earlier attempt of this flow run, but its \
+                 result was not persisted (give it a `result`): it runs again"
+            );
+            return None;
+        };
+        let location = Location::new(location).ok()?;
+        Some(Earlier {
+            location,
+            digest: record.result_digest.map(PayloadDigest),
+        })
+    }
+
+    /// Records that the call's body is about to run.
+    pub(crate) fn running(&self, task: &'static str, run_count: u32) {
+        self.put(TaskRunRecord {
+            run_id: self.flow.run_id.clone(),
+            index: self.index,
+            task: task.to_owned(),
+            state: TaskRunState::Running,
+            run_count,
+            message: String::new(),
+            location: None,
+            result_digest: None,
+            inputs: None,
+            next_attempt: None,
+            updated: Utc::now(),
+        });
+    }
+
+    /// Records the call's final state.
+    pub(crate) fn finished<T>(&self, task: &'static str, state: &State<T>) {
+        let kind = match state.kind {
+            StateKind::Pending => TaskRunState::Pending,
+            StateKind::Running => TaskRunState::Running,
+            StateKind::Success => TaskRunState::Success,
+            StateKind::Cached => TaskRunState::Cached,
+            StateKind::Failed => TaskRunState::Failed,
+            StateKind::Retrying => TaskRunState::Retrying,
+            StateKind::Paused => TaskRunState::Paused,
+        };
+        self.put(TaskRunRecord {
+            run_id: self.flow.run_id.clone(),
+            index: self.index,
+            task: task.to_owned(),
+            state: kind,
+            run_count: state.run_count,
+            message: state.message.to_string(),
+            location: state.location.as_ref().map(|l| l.as_str().to_owned()),
+            result_digest: state.digest.map(|d| d.0),
+            inputs: None,
+            next_attempt: None,
+            updated: Utc::now(),
+        });
+    }
+
+    fn put(&self, record: TaskRunRecord) {
+        if let Err(e) = self.recorder().store.put_task_run(&record) {
+            tracing::warn!(
+                task = %record.task,
+                run_id = %record.run_id,
+                error = %e,
+                "cannot record the task run's state; a resume of this flow run will run \
+                 it again"
+            );
+        }
+    }
+}
