@@ -12,6 +12,7 @@ pub mod builder;
 pub mod context;
 pub mod flow;
 pub mod hash;
+pub mod header;
 pub mod parameters;
 pub mod persist;
 mod replay;

@@ -42,13 +42,11 @@ use taskcache_core::result::{
     PayloadDigest, ResultError, Serializer, Slot, TypedSlot, Value, ValueType,
 };
 
-/// The first bytes of every result file.
-pub const MAGIC: [u8; 8] = *b"TASKCCH\0";
-/// The format version this crate writes and reads. Version 1 (taskcache before its
-/// first release) stored `Vec<u8>` values without their length prefix.
-pub const VERSION: u16 = 2;
-/// The length of the header.
-pub const HEADER_LEN: usize = 60;
+// The header is defined beside the result-backend contract, so that everything that
+// stores bytes (results, cache records, a flow run's persisted inputs) shares it.
+pub use taskcache_core::header::{
+    fingerprint_of, Header, BLOB_SERIALIZER, HEADER_LEN, MAGIC, VERSION,
+};
 
 /// Files up to this size are read in one piece and decoded from memory.
 const WHOLE_FILE_MAX: u64 = 1 << 20;
@@ -65,73 +63,6 @@ const PIPELINE_CHUNK: usize = 8 << 20;
 /// The most a streamed read reserves ahead of the bytes it has received.
 const STREAM_RESERVE: usize = 1 << 30;
 
-/// The header of a result file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
-    /// The id of the serializer that wrote the payload.
-    pub serializer: u8,
-    /// The fingerprint of the stored type ([`fingerprint`]).
-    pub fingerprint: u64,
-    /// The payload's length in bytes.
-    pub len: u64,
-    /// The payload's SHA-256.
-    pub digest: [u8; 32],
-}
-
-impl Header {
-    /// The header as written at the start of a file.
-    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
-        h[..8].copy_from_slice(&MAGIC);
-        h[8..10].copy_from_slice(&VERSION.to_le_bytes());
-        h[10] = self.serializer;
-        h[11] = 0;
-        h[12..20].copy_from_slice(&self.fingerprint.to_le_bytes());
-        h[20..28].copy_from_slice(&self.len.to_le_bytes());
-        h[28..60].copy_from_slice(&self.digest);
-        h
-    }
-
-    /// Reads a header, checking its magic, version and flags (`path` is for messages).
-    ///
-    /// # Errors
-    /// [`ResultError::Corrupt`] when the bytes are not a header this version can read.
-    pub fn parse(h: &[u8; HEADER_LEN], path: &Path) -> Result<Self, ResultError> {
-        if h[..8] != MAGIC {
-            return Err(corrupt(
-                path,
-                "it does not start with taskcache's magic bytes",
-            ));
-        }
-        let version = u16::from_le_bytes([h[8], h[9]]);
-        if version != VERSION {
-            return Err(corrupt(
-                path,
-                format!("format version {version}, this taskcache reads version {VERSION}"),
-            ));
-        }
-        if h[11] != 0 {
-            return Err(corrupt(
-                path,
-                format!("header flags {:#04x}, from a newer taskcache", h[11]),
-            ));
-        }
-        let word = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&h[at..at + 8]);
-            u64::from_le_bytes(b)
-        };
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(&h[28..60]);
-        Ok(Header {
-            serializer: h[10],
-            fingerprint: word(12),
-            len: word(20),
-            digest,
-        })
-    }
-}
-
 /// The fingerprint of a Rust type: the first 8 bytes (little-endian) of the SHA-256 of
 /// `std::any::type_name::<T>()`.
 ///
@@ -140,14 +71,6 @@ impl Header {
 /// payload fails to decode.
 pub fn fingerprint<T: ?Sized>() -> u64 {
     fingerprint_of(std::any::type_name::<T>())
-}
-
-/// The fingerprint of the type named `type_name` (see [`fingerprint`]).
-pub fn fingerprint_of(type_name: &str) -> u64 {
-    let d = Sha256::digest(type_name.as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    u64::from_le_bytes(b)
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> ResultError {
@@ -457,9 +380,6 @@ where
     })
 }
 
-/// The serializer id of a blob: bytes stored as they are, under the same header and
-/// checksum as a value (cache records).
-pub const BLOB_SERIALIZER: u8 = 0x7f;
 
 /// Writes `bytes` to `path` as a blob of `kind` (a fingerprint the reader must
 /// expect, see [`decode_blob`]), atomically and durably as [`write_file`], readable by
@@ -480,11 +400,7 @@ pub fn write_blob(bytes: &[u8], kind: u64, path: &Path) -> Result<PayloadDigest,
 /// `bytes` as a blob of `kind`, header and all, in memory: what [`write_blob`] writes
 /// to a file, for a store that takes whole objects.
 pub fn encode_blob(bytes: &[u8], kind: u64) -> Vec<u8> {
-    let (header, _) = blob_header(bytes, kind);
-    let mut stored = Vec::with_capacity(HEADER_LEN + bytes.len());
-    stored.extend_from_slice(&header);
-    stored.extend_from_slice(bytes);
-    stored
+    taskcache_core::header::seal(bytes, BLOB_SERIALIZER, kind)
 }
 
 fn blob_header(bytes: &[u8], kind: u64) -> ([u8; HEADER_LEN], PayloadDigest) {
