@@ -610,10 +610,12 @@ pub use taskcache_core::context::{self, Clock, Context, ManualClock};
 pub use taskcache_core::flow::{resume, Flow, FlowRun, Resume, TaskRunReport, STATE_ENV};
 pub use taskcache_core::hash::{hash_input, HashError, InputDigest};
 pub use taskcache_core::parameters::{Parameter, ParameterError, Parameters};
-pub use taskcache_core::state::{Cached, Failure, HashedInputs, State, StateKind, StateRecord};
+pub use taskcache_core::state::{
+    Cached, Failure, HashedInputs, PauseSignal, State, StateKind, StateRecord,
+};
 pub use taskcache_core::state_store;
 pub use taskcache_core::store::OutputCache;
-pub use taskcache_core::task::TaskSpec;
+pub use taskcache_core::task::{TaskSpec, Trigger};
 pub use taskcache_core::validators::{self, CacheValidator};
 
 pub use taskcache_core::persist::{checkpointing, set_checkpointing, CHECKPOINTING_ENV};

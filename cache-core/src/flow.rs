@@ -18,7 +18,7 @@
 
 use crate::context::Context;
 use crate::parameters::{Parameter, ParameterError, Parameters};
-use crate::state::{panic_message, Failure, Output, State, StateKind};
+use crate::state::{panic_message, Failure, Output, PauseSignal, State, StateKind};
 use crate::state_store::{
     FlowRunRecord, FlowRunState, SqliteStateStore, StateStore, StateStoreError, TaskRunRecord,
 };
@@ -52,6 +52,8 @@ pub(crate) struct Recorder {
     /// replayed after that.
     pub(crate) diverged: std::sync::atomic::AtomicBool,
     started: DateTime<Utc>,
+    /// The `manual_only` tasks this attempt may run.
+    pub(crate) approved: Vec<String>,
 }
 
 impl Recorder {
@@ -65,6 +67,7 @@ impl Recorder {
 #[derive(Debug)]
 pub struct ResumeRequest {
     pub(crate) run_id: String,
+    pub(crate) approved: Vec<String>,
 }
 
 /// Picks up a flow run where it left off: the flow started inside [`Resume::run`] takes
@@ -91,6 +94,7 @@ pub struct ResumeRequest {
 pub struct Resume {
     run_id: String,
     store: Option<StoreChoice>,
+    approved: Vec<String>,
 }
 
 /// Resumes the flow run `run_id` (see [`Resume`]).
@@ -98,6 +102,7 @@ pub fn resume(run_id: impl Into<String>) -> Resume {
     Resume {
         run_id: run_id.into(),
         store: None,
+        approved: Vec::new(),
     }
 }
 
@@ -114,11 +119,20 @@ impl Resume {
         self
     }
 
+    /// Approves the `manual_only` task `task` (its name) that the run waits for: the
+    /// resumed run runs it, with the inputs its paused call persisted, and goes on from
+    /// there. Without an approval a `manual_only` task pauses the run again.
+    pub fn approve(mut self, task: impl Into<String>) -> Self {
+        self.approved.push(task.into());
+        self
+    }
+
     /// Runs `f`; the first flow it starts resumes the run.
     pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
         let mut ctx = Context::current();
         ctx.resume = Some(Arc::new(ResumeRequest {
             run_id: self.run_id,
+            approved: self.approved,
         }));
         if let Some(store) = self.store {
             ctx.state = Some(Arc::new(store));
@@ -161,6 +175,15 @@ fn open_shared(path: &std::path::Path) -> Result<Arc<dyn StateStore>, StateStore
 }
 
 impl FlowRunInfo {
+    /// Whether a task run of this flow run has failed so far.
+    pub(crate) fn any_failed(&self) -> bool {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|r| r.kind == StateKind::Failed)
+    }
+
     pub(crate) fn report(&self, report: TaskRunReport) {
         self.reports
             .lock()
@@ -301,15 +324,8 @@ impl Flow {
         let parameters = Parameters::from_map(self.parameters);
         let recorder = match choice {
             Some(choice) => Some(
-                Self::recorder(
-                    &self.name,
-                    &run_id,
-                    &parameters,
-                    &choice,
-                    resume.is_some(),
-                    now,
-                )
-                .map_err(|e| format!("flow `{}`: {e}", self.name))?,
+                Self::recorder(&self.name, &run_id, &parameters, &choice, resume, now)
+                    .map_err(|e| format!("flow `{}`: {e}", self.name))?,
             ),
             None if resume.is_some() => {
                 return Err(format!(
@@ -338,9 +354,10 @@ impl Flow {
         run_id: &str,
         parameters: &Parameters,
         choice: &StoreChoice,
-        must_exist: bool,
+        resume: Option<&Arc<ResumeRequest>>,
         now: DateTime<Utc>,
     ) -> Result<Recorder, String> {
+        let must_exist = resume.is_some();
         let store = choice.open().map_err(|e| e.to_string())?;
         let params = parameters.to_json();
         let earlier_run = store.flow_run(run_id).map_err(|e| e.to_string())?;
@@ -395,6 +412,7 @@ impl Flow {
             earlier,
             diverged: std::sync::atomic::AtomicBool::new(false),
             started,
+            approved: resume.map(|r| r.approved.clone()).unwrap_or_default(),
         })
     }
 
@@ -446,10 +464,31 @@ impl<T> FlowRun<T> {
     fn finished(info: Arc<FlowRunInfo>, outcome: std::thread::Result<T>) -> Self {
         let task_runs =
             std::mem::take(&mut *info.reports.lock().unwrap_or_else(|e| e.into_inner()));
+        let paused = match &outcome {
+            Err(p) => p.downcast_ref::<PauseSignal>().cloned(),
+            Ok(_) => None,
+        };
+        let waits = paused.as_ref().map(|p| {
+            let how = if info.recorder.is_some() {
+                format!(
+                    "approve it with taskcache::resume(\"{}\").approve(\"{}\")",
+                    info.run_id, p.task
+                )
+            } else {
+                "this run records no states, so it cannot be resumed: give the flow a state \
+                 store"
+                    .to_owned()
+            };
+            format!(
+                "flow `{}` is paused: task `{}` waits for approval; {how}",
+                info.name, p.task
+            )
+        });
         if let Some(recorder) = &info.recorder {
-            let (state, message) = match &outcome {
-                Ok(_) => (FlowRunState::Success, String::new()),
-                Err(p) => (FlowRunState::Failed, panic_message(p.as_ref()).to_string()),
+            let (state, message) = match (&outcome, &waits) {
+                (_, Some(w)) => (FlowRunState::Paused, w.clone()),
+                (Ok(_), None) => (FlowRunState::Success, String::new()),
+                (Err(p), None) => (FlowRunState::Failed, panic_message(p.as_ref()).to_string()),
             };
             let record = FlowRunRecord {
                 run_id: info.run_id.clone(),
@@ -464,13 +503,18 @@ impl<T> FlowRun<T> {
                 tracing::warn!(flow = %info.name, run_id = %info.run_id, error = %e, "cannot record the flow run's end");
             }
         }
-        let (kind, message, output) = match outcome {
-            Ok(v) => (
+        let (kind, message, output) = match (outcome, paused, waits) {
+            (_, Some(signal), Some(message)) => (
+                StateKind::Paused,
+                Cow::Owned(message),
+                Output::Failed(Failure::Paused(signal)),
+            ),
+            (Ok(v), ..) => (
                 StateKind::Success,
                 Cow::Borrowed("All tasks finished."),
                 Output::Value(v),
             ),
-            Err(p) => (
+            (Err(p), ..) => (
                 StateKind::Failed,
                 Cow::Owned(format!(
                     "flow `{}` panicked: {}",

@@ -141,7 +141,10 @@ pub fn unseal<'a>(
     let Some((head, payload)) = stored.split_first_chunk::<HEADER_LEN>() else {
         return Err(corrupt(
             path,
-            format!("{} bytes, shorter than the {HEADER_LEN}-byte header", stored.len()),
+            format!(
+                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                stored.len()
+            ),
         ));
     };
     let header = Header::parse(head, path)?;

@@ -96,6 +96,46 @@ impl Slot {
         })
     }
 
+    /// Whether this `manual_only` call was approved for this attempt, and if so the
+    /// inputs its paused call persisted (`Some(None)`: approved, but nothing persisted
+    /// at this position: the call's own inputs are used).
+    pub(crate) fn approval(&self, task: &'static str) -> Option<Option<Vec<u8>>> {
+        let recorder = self.recorder();
+        if !recorder.approved.iter().any(|t| t == task) {
+            return None;
+        }
+        let persisted = recorder
+            .earlier
+            .binary_search_by_key(&self.index, |r| r.index)
+            .ok()
+            .map(|i| &recorder.earlier[i])
+            .filter(|r| r.task == task && r.state == TaskRunState::Paused)
+            .and_then(|r| r.inputs.clone());
+        Some(persisted)
+    }
+
+    /// The flow run's id.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.flow.run_id
+    }
+
+    /// Records that the call waits for approval, with its persisted inputs.
+    pub(crate) fn paused(&self, task: &'static str, message: &str, inputs: Option<Vec<u8>>) {
+        self.put(TaskRunRecord {
+            run_id: self.flow.run_id.clone(),
+            index: self.index,
+            task: task.to_owned(),
+            state: TaskRunState::Paused,
+            run_count: 0,
+            message: message.to_owned(),
+            location: None,
+            result_digest: None,
+            inputs,
+            next_attempt: None,
+            updated: Utc::now(),
+        });
+    }
+
     /// Records that the call's body is about to run.
     pub(crate) fn running(&self, task: &'static str, run_count: u32) {
         self.put(TaskRunRecord {

@@ -10,6 +10,12 @@ use crate::hash::{HashError, InputDigest, InputHasher};
 use crate::parameters::Parameters;
 use crate::persist::{self, Backend, BackendRef, PersistOps, RenderValues, RenderedInputs};
 use crate::replay::Slot;
+use crate::state::PauseSignal;
+use crate::task::Trigger;
+
+/// The serializer id in the header of a paused call's persisted inputs: bincode's, as
+/// `BincodeSerializer` writes it.
+const INPUTS_SERIALIZER: u8 = 1;
 use crate::result::{Location, LocationLock, ResultBackend};
 use crate::state::{
     panic_message, Cached, Failure, HashedInputs, Output, State, StateKind, StateRecord,
@@ -484,7 +490,10 @@ where
         }
         let spec = self.spec;
         let state = self.run_unrecorded(body, Some(&slot));
-        slot.finished(spec.name(), &state);
+        // (A paused call was recorded with its inputs when it paused.)
+        if state.kind != StateKind::Paused {
+            slot.finished(spec.name(), &state);
+        }
         state
     }
 
@@ -500,6 +509,9 @@ where
                 Checked::Run(p) => break *p,
             }
         };
+        if let Some(state) = self.trigger(slot, &prepared) {
+            return state;
+        }
         if let Some(slot) = slot {
             slot.running(self.spec.name(), 1);
         }
@@ -543,7 +555,9 @@ where
         }
         let spec = self.spec;
         let state = self.run_async_unrecorded(body, Some(&slot)).await;
-        slot.finished(spec.name(), &state);
+        if state.kind != StateKind::Paused {
+            slot.finished(spec.name(), &state);
+        }
         state
     }
 
@@ -566,6 +580,9 @@ where
                 Checked::Run(p) => break *p,
             }
         };
+        if let Some(state) = self.trigger(slot, &prepared) {
+            return state;
+        }
         if let Some(slot) = slot {
             slot.running(self.spec.name(), 1);
         }
@@ -595,6 +612,105 @@ where
                 Next::RetryAfter(delay) => Sleep::new(delay).await,
             }
         }
+    }
+
+    /// The trigger's word, once the target and cache checks have missed: `None` to run
+    /// the body (with the inputs an approval restored, for `manual_only`), or the final
+    /// state of a call that does not run.
+    fn trigger(&mut self, slot: Option<&Slot>, prepared: &Prepared) -> Option<State<T>> {
+        let spec = self.spec;
+        match spec.trigger() {
+            Trigger::AllSuccessful | Trigger::AllFinished => None,
+            Trigger::AnyFailed => {
+                let failed = prepared.ctx.flow.as_ref().is_some_and(|f| f.any_failed());
+                if failed {
+                    return None;
+                }
+                let message = format!(
+                    "Trigger was \"any_failed\" but none of the earlier task runs of the flow \
+                     run failed: task `{}` did not run",
+                    spec.name()
+                );
+                let state = State::failed(
+                    Failure::Runtime(message.clone()),
+                    message,
+                    prepared.ctx.clock.now(),
+                );
+                Some(self::finish(spec, state, prepared))
+            }
+            Trigger::ManualOnly => {
+                if let Some(approved) = slot.and_then(|s| s.approval(spec.name())) {
+                    if let Some(sealed) = approved {
+                        match self.restore_inputs(&sealed) {
+                            Ok(inputs) => self.inputs = inputs,
+                            Err(e) => tracing::warn!(
+                                task = spec.name(),
+                                error = %e,
+                                "the inputs the paused call persisted cannot be used; the \
+                                 approved task runs with the inputs of this call"
+                            ),
+                        }
+                    }
+                    tracing::info!(task = spec.name(), "approved: the manual_only task runs");
+                    return None;
+                }
+                let inputs = self.input_caching.as_ref().and_then(|c| {
+                    (c.encode)(&self.inputs)
+                        .map_err(|e| {
+                            tracing::warn!(task = spec.name(), error = %e, "the inputs of the paused task cannot be persisted; an approval will run it with the inputs of its call then")
+                        })
+                        .ok()
+                        .map(|bytes| {
+                            crate::header::seal(
+                                &bytes,
+                                INPUTS_SERIALIZER,
+                                crate::header::fingerprint_of(std::any::type_name::<I>()),
+                            )
+                        })
+                });
+                let how = match slot {
+                    Some(s) => format!(
+                        "approve it with taskcache::resume(\"{}\").approve(\"{}\")",
+                        s.run_id(),
+                        spec.name()
+                    ),
+                    None => "it runs in no flow run with a state store, so nothing can \
+                             approve it"
+                        .to_owned(),
+                };
+                let message = format!(
+                    "Trigger was \"manual_only\": task `{}` waits for approval; {how}",
+                    spec.name()
+                );
+                if let Some(slot) = slot {
+                    slot.paused(spec.name(), &message, inputs);
+                }
+                let signal = PauseSignal {
+                    task: spec.name(),
+                    run_id: prepared.ctx.flow.as_ref().map(|f| f.run_id.clone()),
+                };
+                let mut state =
+                    State::failed(Failure::Paused(signal), message, prepared.ctx.clock.now());
+                state.kind = StateKind::Paused;
+                Some(self::finish(spec, state, prepared))
+            }
+        }
+    }
+
+    /// The inputs a paused call persisted, verified and decoded.
+    fn restore_inputs(&self, sealed: &[u8]) -> Result<I, String> {
+        let caching = self
+            .input_caching
+            .as_ref()
+            .ok_or("the task keeps no inputs")?;
+        let bytes = crate::header::unseal(
+            sealed,
+            INPUTS_SERIALIZER,
+            crate::header::fingerprint_of(std::any::type_name::<I>()),
+            std::path::Path::new("the persisted inputs"),
+        )
+        .map_err(|e| e.to_string())?;
+        (caching.decode)(bytes)
     }
 
     /// The result an earlier attempt of this flow run persisted for this call, read

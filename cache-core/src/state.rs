@@ -163,6 +163,19 @@ pub enum Failure<T> {
     /// The runtime could not run the body at all (for example the cached inputs of a
     /// retry could not be decoded).
     Runtime(String),
+    /// The task is `manual_only` and waits for approval: its body did not run.
+    Paused(PauseSignal),
+}
+
+/// What a `manual_only` task that waits for approval unwinds its flow function with
+/// (as Prefect's PAUSE signal), so that nothing after it runs and the flow run ends
+/// `Paused`. Calling such a task outside a flow run panics with a message instead.
+#[derive(Debug, Clone)]
+pub struct PauseSignal {
+    /// The task that waits.
+    pub task: &'static str,
+    /// The flow run it waits in, if any.
+    pub run_id: Option<String>,
 }
 
 impl<T> fmt::Debug for Failure<T> {
@@ -171,6 +184,7 @@ impl<T> fmt::Debug for Failure<T> {
             Failure::Err(_) => f.write_str("Err(..)"),
             Failure::Panic(p) => write!(f, "Panic({:?})", panic_message(p.as_ref())),
             Failure::Runtime(m) => write!(f, "Runtime({m:?})"),
+            Failure::Paused(p) => write!(f, "Paused({:?})", p.task),
         }
     }
 }
@@ -357,6 +371,11 @@ impl<T> State<T> {
             Output::Failed(Failure::Err(e)) => e,
             Output::Failed(Failure::Panic(p)) => std::panic::resume_unwind(p),
             Output::Failed(Failure::Runtime(m)) => panic!("{m}"),
+            // In a flow run: unwind the flow function, which ends the run `Paused`.
+            Output::Failed(Failure::Paused(signal)) if signal.run_id.is_some() => {
+                std::panic::resume_unwind(Box::new(signal))
+            }
+            Output::Failed(Failure::Paused(_)) => panic!("{}", self.message),
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct TaskSpec {
     retry_delay: Duration,
     target: Option<&'static str>,
     checkpoint: Option<bool>,
+    trigger: Trigger,
     /// The process-wide cache's candidates for this task's key, looked up once.
     pub(crate) global_key: OnceLock<Arc<KeyCache>>,
 }
@@ -52,8 +53,20 @@ impl TaskSpec {
             retry_delay: Duration::ZERO,
             target: None,
             checkpoint: None,
+            trigger: Trigger::AllSuccessful,
             global_key: OnceLock::new(),
         }
+    }
+
+    /// When the task may run (`trigger = manual_only`, …).
+    pub const fn with_trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+
+    /// The task's trigger.
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
     }
 
     /// Caches successful outputs for `duration` (`cache_for = "1h"`).
@@ -144,6 +157,32 @@ impl TaskSpec {
     }
 }
 
+/// When a task may run, as Prefect's triggers, for tasks called as functions: every
+/// call's inputs are values its caller already has, so the upstream of a call is the
+/// task runs of its flow run that came before it.
+///
+/// The target and cache checks come first, as in Prefect: a task whose target exists
+/// is `Cached` whatever its trigger says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// Runs when every earlier task run succeeded (the default). A call is only made
+    /// with values in hand, so in a flow function this always holds: a failed task
+    /// raises in its caller.
+    #[default]
+    AllSuccessful,
+    /// Runs whatever became of the earlier task runs (`all_finished`, `always_run`):
+    /// for a cleanup called after the flow function caught a failure.
+    AllFinished,
+    /// Runs only if an earlier task run of the flow run failed (an alert or a
+    /// fallback); otherwise the call fails with a message saying so.
+    AnyFailed,
+    /// Never runs on its own: the call ends `Paused`, its inputs are persisted in the
+    /// flow run's state store, and the rest of the flow function is unwound, so the flow
+    /// run ends `Paused`. `taskcache::resume(run_id).approve("task")` runs it, with the
+    /// persisted inputs, and the flow run goes on from there.
+    ManualOnly,
+}
+
 impl std::fmt::Debug for TaskSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskSpec")
@@ -156,6 +195,7 @@ impl std::fmt::Debug for TaskSpec {
             .field("retry_delay", &self.retry_delay)
             .field("target", &self.target)
             .field("checkpoint", &self.checkpoint)
+            .field("trigger", &self.trigger)
             .finish()
     }
 }

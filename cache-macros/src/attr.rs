@@ -34,6 +34,9 @@ pub struct TaskArgs {
     pub checkpoint: Option<(Ident, bool)>,
     pub result: Option<(Ident, Expr)>,
     pub target: Option<LitStr>,
+    /// `trigger = manual_only` (or `all_successful`, `all_finished`, `always_run`,
+    /// `any_failed`): the key and the trigger's name.
+    pub trigger: Option<(Ident, Ident)>,
 }
 
 /// The settings of `#[flow(...)]`.
@@ -44,7 +47,16 @@ pub struct FlowArgs {
     pub state: Option<(Ident, syn::Expr)>,
 }
 
-const TASK_KEYS: &str = "name, cache_for, cache_validator, cache_key, max_retries, retry_delay, checkpoint, result, target";
+const TASK_KEYS: &str = "name, cache_for, cache_validator, cache_key, max_retries, retry_delay, checkpoint, result, target, trigger";
+
+/// The triggers `trigger = …` takes.
+pub const TRIGGERS: [&str; 5] = [
+    "all_successful",
+    "all_finished",
+    "always_run",
+    "any_failed",
+    "manual_only",
+];
 
 impl Parse for TaskArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -63,6 +75,7 @@ impl Parse for TaskArgs {
                 "checkpoint" => args.checkpoint.is_some(),
                 "result" => args.result.is_some(),
                 "target" => args.target.is_some(),
+                "trigger" => args.trigger.is_some(),
                 _ => {
                     return Err(syn::Error::new(
                         key.span(),
@@ -117,6 +130,27 @@ impl Parse for TaskArgs {
                     }
                     "target" => {
                         args.target = Some(non_empty(text_value(input, "target")?, "target")?)
+                    }
+                    "trigger" => {
+                        let which: Ident = input.parse().map_err(|e| {
+                            syn::Error::new(
+                                e.span(),
+                                format!(
+                                    "`trigger` takes one of {}, as in `trigger = manual_only`",
+                                    TRIGGERS.join(", ")
+                                ),
+                            )
+                        })?;
+                        if !TRIGGERS.contains(&which.to_string().as_str()) {
+                            return Err(syn::Error::new(
+                                which.span(),
+                                format!(
+                                    "unknown trigger `{which}`; the triggers are {}",
+                                    TRIGGERS.join(", ")
+                                ),
+                            ));
+                        }
+                        args.trigger = Some((key.clone(), which));
                     }
                     "max_retries" => {
                         let lit: LitInt = input.parse().map_err(|e| {

@@ -134,6 +134,15 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
     if let Some((_, on)) = &args.checkpoint {
         spec_calls.push(quote!(.with_checkpoint(#on)));
     }
+    if let Some((key, which)) = &args.trigger {
+        let variant = match which.to_string().as_str() {
+            "manual_only" => quote!(ManualOnly),
+            "any_failed" => quote!(AnyFailed),
+            "all_finished" | "always_run" => quote!(AllFinished),
+            _ => quote!(AllSuccessful),
+        };
+        spec_calls.push(quote_spanned!(key.span()=> .with_trigger(::taskcache::Trigger::#variant)));
+    }
     if let Some((_, n)) = args.max_retries.as_ref().filter(|(_, n)| *n > 0) {
         let delay = args
             .retry_delay
@@ -187,10 +196,15 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
             })
         });
     }
-    if let Some((key, n)) = &args.max_retries {
-        if *n > 0 {
-            steps.push(quote_spanned!(key.span()=> .cache_inputs()));
-        }
+    let retries = args.max_retries.as_ref().filter(|(_, n)| *n > 0);
+    let manual = args
+        .trigger
+        .as_ref()
+        .filter(|(_, which)| which == "manual_only");
+    // A retried task keeps its inputs for the next attempt; a `manual_only` one for its
+    // approval, perhaps in another process: both need them to round-trip through serde.
+    if let Some(key) = retries.map(|(k, _)| k).or(manual.map(|(k, _)| k)) {
+        steps.push(quote_spanned!(key.span()=> .cache_inputs()));
     }
     let mut result_static = None;
     if let Some((key, expr)) = &args.result {

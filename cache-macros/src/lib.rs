@@ -102,6 +102,7 @@ mod valid;
 /// | `result = LocalResult::new("~/.taskcache")` | where outputs are persisted (any expression of a `ResultBackend` type, evaluated once) |
 /// | `checkpoint` / `checkpoint = false` | write every successful output through the `result` |
 /// | `target = "{date:%A}/{task_name}.bin"` | skip the body when the result holds a valid file there; needs `result` and `checkpoint` |
+/// | `trigger = manual_only` | when the task may run: `all_successful` (default), `all_finished` / `always_run`, `any_failed` (only after an earlier task run of the flow run failed), `manual_only` (never on its own: the call ends `Paused` with its inputs persisted, and unwinds its flow run until `taskcache::resume(run_id).approve("task")`; its owned arguments must be `Serialize + Deserialize`) |
 ///
 /// Arguments are separated by commas, in any order. Every mistake is a compile error at
 /// the offending token: an unknown or repeated argument, a value of the wrong kind

@@ -380,7 +380,6 @@ where
     })
 }
 
-
 /// Writes `bytes` to `path` as a blob of `kind` (a fingerprint the reader must
 /// expect, see [`decode_blob`]), atomically and durably as [`write_file`], readable by
 /// its owner only: a cache record holds the flow's parameters, which may be secrets.
