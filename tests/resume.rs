@@ -309,3 +309,80 @@ fn resuming_with_a_damaged_or_newer_store_is_a_clear_error() {
         other.state().message()
     );
 }
+
+/// Fails on its first attempt; `from_pid` is the process that called it first.
+#[task(max_retries = 1, retry_delay = "1500ms")]
+fn flaky(from_pid: u32, log: &Path) -> u32 {
+    let attempt = taskcache::context::current().task_run_count();
+    append(log, &format!("attempt {attempt} from {from_pid}"));
+    assert!(attempt > 1, "the first attempt fails");
+    from_pid
+}
+
+#[test]
+fn a_task_retrying_when_its_process_died_resumes_with_its_inputs_after_its_delay() {
+    if common::child().is_some() {
+        let dir = PathBuf::from(var("TC_DIR"));
+        Flow::new("retrying")
+            .state_file(dir.join("runs.db"))
+            .run_id("retry-1")
+            .run(|| flaky(std::process::id(), &dir.join("log")));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_task_retrying_when_its_process_died_resumes_with_its_inputs_after_its_delay",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TASKCACHE_TEST_CHILD", "1")
+        .env("TC_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child_pid = child.id();
+    // Wait for the Retrying state to be committed, then kill the child in its delay.
+    let state = dir.path().join("runs.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let retrying = SqliteStateStore::open(&state)
+            .and_then(|s| s.task_runs("retry-1"))
+            .is_ok_and(|t| t.first().is_some_and(|t| t.state == TaskRunState::Retrying));
+        if retrying {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never retried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let recorded = SqliteStateStore::open(&state)
+        .unwrap()
+        .task_runs("retry-1")
+        .unwrap();
+    assert!(recorded[0].inputs.is_some() && recorded[0].next_attempt.is_some());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let started = std::time::Instant::now();
+    let log = dir.path().join("log");
+    let run = taskcache::resume("retry-1")
+        .state_file(&state)
+        .run(|| Flow::new("retrying").run(|| flaky(std::process::id(), &log)));
+    // The second attempt ran with the first process's inputs, after the rest of the
+    // delay, and it was the last one (one retry).
+    assert_eq!(run.into_output(), child_pid);
+    assert_eq!(
+        lines(&log),
+        [
+            format!("attempt 1 from {child_pid}"),
+            format!("attempt 2 from {child_pid}")
+        ]
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(waited < Duration::from_millis(3000), "{waited:?}");
+}

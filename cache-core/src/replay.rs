@@ -23,6 +23,13 @@ pub(crate) struct Slot {
     index: u32,
 }
 
+/// A call that was `Retrying` when its process died.
+pub(crate) struct EarlierRetry {
+    pub(crate) run_count: u32,
+    pub(crate) inputs: Option<Vec<u8>>,
+    pub(crate) next_attempt: Option<chrono::DateTime<Utc>>,
+}
+
 /// What an earlier attempt left for a call to replay: its persisted result.
 pub(crate) struct Earlier {
     pub(crate) location: Location,
@@ -132,6 +139,51 @@ impl Slot {
             result_digest: None,
             inputs,
             next_attempt: None,
+            updated: Utc::now(),
+        });
+    }
+
+    /// What an earlier attempt of the run left of this call if it was `Retrying` when
+    /// its process died: its attempts so far, its persisted inputs, and when it was due
+    /// to run again.
+    pub(crate) fn earlier_retry(&self, task: &'static str) -> Option<EarlierRetry> {
+        let recorder = self.recorder();
+        if recorder.diverged.load(Ordering::SeqCst) {
+            return None;
+        }
+        let record = recorder
+            .earlier
+            .binary_search_by_key(&self.index, |r| r.index)
+            .ok()
+            .map(|i| &recorder.earlier[i])
+            .filter(|r| r.task == task && r.state == TaskRunState::Retrying)?;
+        Some(EarlierRetry {
+            run_count: record.run_count,
+            inputs: record.inputs.clone(),
+            next_attempt: record.next_attempt,
+        })
+    }
+
+    /// Records that the call failed and runs again at `next_attempt`, with its inputs.
+    pub(crate) fn retrying(
+        &self,
+        task: &'static str,
+        run_count: u32,
+        message: &str,
+        inputs: Option<Vec<u8>>,
+        next_attempt: Option<chrono::DateTime<Utc>>,
+    ) {
+        self.put(TaskRunRecord {
+            run_id: self.flow.run_id.clone(),
+            index: self.index,
+            task: task.to_owned(),
+            state: TaskRunState::Retrying,
+            run_count,
+            message: message.to_owned(),
+            location: None,
+            result_digest: None,
+            inputs,
+            next_attempt,
             updated: Utc::now(),
         });
     }

@@ -512,12 +512,17 @@ where
         if let Some(state) = self.trigger(slot, &prepared) {
             return state;
         }
+        let resumed = self.resume_retry(slot);
         if let Some(slot) = slot {
-            slot.running(self.spec.name(), 1);
+            slot.running(self.spec.name(), resumed.as_ref().map_or(1, |r| r.0 + 1));
         }
         prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
+        if let Some((count, wait)) = resumed {
+            attempt.count = count;
+            std::thread::sleep(wait);
+        }
         loop {
             let now_inputs = match attempt.inputs_for_retry(&mut inputs, &self.input_caching) {
                 Ok(i) => i,
@@ -533,7 +538,10 @@ where
                 &prepared,
             ) {
                 Next::Done(state) => return self::finish(self.spec, state, &prepared),
-                Next::RetryAfter(delay) => std::thread::sleep(delay),
+                Next::RetryAfter(delay) => {
+                    attempt.record_retrying::<I>(slot, delay);
+                    std::thread::sleep(delay)
+                }
             }
         }
     }
@@ -583,12 +591,17 @@ where
         if let Some(state) = self.trigger(slot, &prepared) {
             return state;
         }
+        let resumed = self.resume_retry(slot);
         if let Some(slot) = slot {
-            slot.running(self.spec.name(), 1);
+            slot.running(self.spec.name(), resumed.as_ref().map_or(1, |r| r.0 + 1));
         }
         prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
         let mut inputs = Some(self.inputs);
+        if let Some((count, wait)) = resumed {
+            attempt.count = count;
+            Sleep::new(wait).await;
+        }
         loop {
             let now_inputs = match attempt.inputs_for_retry(&mut inputs, &self.input_caching) {
                 Ok(i) => i,
@@ -609,7 +622,10 @@ where
                 &prepared,
             ) {
                 Next::Done(state) => return self::finish(self.spec, state, &prepared),
-                Next::RetryAfter(delay) => Sleep::new(delay).await,
+                Next::RetryAfter(delay) => {
+                    attempt.record_retrying::<I>(slot, delay);
+                    Sleep::new(delay).await
+                }
             }
         }
     }
@@ -695,6 +711,33 @@ where
                 Some(self::finish(spec, state, prepared))
             }
         }
+    }
+
+    /// For a call that was `Retrying` when an earlier attempt of the flow run died: its
+    /// persisted inputs restored, and its attempts so far and what is left of its delay.
+    fn resume_retry(&mut self, slot: Option<&Slot>) -> Option<(u32, std::time::Duration)> {
+        let earlier = slot?.earlier_retry(self.spec.name())?;
+        match earlier.inputs.as_deref().map(|i| self.restore_inputs(i)) {
+            Some(Ok(inputs)) => self.inputs = inputs,
+            Some(Err(e)) => tracing::warn!(
+                task = self.spec.name(),
+                error = %e,
+                "the inputs the retrying task persisted cannot be used; it retries with the \
+                 inputs of this call"
+            ),
+            None => {}
+        }
+        let wait = earlier
+            .next_attempt
+            .and_then(|at| (at - Utc::now()).to_std().ok())
+            .unwrap_or_default()
+            .min(self.spec.retry_delay());
+        tracing::info!(
+            task = self.spec.name(),
+            attempts = earlier.run_count,
+            "resuming a task that was retrying when its process died"
+        );
+        Some((earlier.run_count, wait))
     }
 
     /// The inputs a paused call persisted, verified and decoded.
@@ -1124,6 +1167,30 @@ impl<'s> Attempts<'s> {
             encoded,
             history,
         }
+    }
+
+    /// Records in the flow run's state store that the call retries after `delay`, with
+    /// its inputs.
+    fn record_retrying<I>(&self, slot: Option<&Slot>, delay: std::time::Duration) {
+        let Some(slot) = slot else { return };
+        let inputs = match &self.encoded {
+            Some(Ok(bytes)) => Some(crate::header::seal(
+                bytes,
+                INPUTS_SERIALIZER,
+                crate::header::fingerprint_of(std::any::type_name::<I>()),
+            )),
+            _ => None,
+        };
+        // Real time, as the retry's sleep is.
+        let next = TimeDelta::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d));
+        let message = self
+            .history
+            .as_ref()
+            .and_then(|h| h.last())
+            .map_or_else(String::new, |r| r.message.to_string());
+        slot.retrying(self.spec.name(), self.count, &message, inputs, next);
     }
 
     fn record(&mut self, kind: StateKind, message: Cow<'static, str>, ctx: &Context) {
