@@ -184,6 +184,8 @@ impl ManualClock {
 #[derive(Clone, Debug)]
 pub(crate) struct TaskInfo {
     pub(crate) name: &'static str,
+    /// `{task_version}`: the code fingerprint's first 12 hex digits, or `cache_version`.
+    pub(crate) version: &'static str,
     pub(crate) run_count: u32,
 }
 
@@ -510,6 +512,7 @@ impl Context {
             "flow_run_id" => self.flow_run_id()?.to_owned(),
             "scheduled_start_time" => self.scheduled_start_time()?.to_rfc3339(),
             "task_name" => self.task_name()?.to_owned(),
+            "task_version" => self.task.as_ref()?.version.to_owned(),
             "task_full_name" => self.task_full_name()?,
             "task_run_count" => self.task_run_count().to_string(),
             "map_index" => self.map_index?.to_string(),
@@ -543,7 +546,7 @@ impl Context {
             keys.extend(["flow_name", "flow_run_id", "scheduled_start_time"].map(String::from));
         }
         if self.task.is_some() {
-            keys.extend(["task_name", "task_full_name"].map(String::from));
+            keys.extend(["task_name", "task_full_name", "task_version"].map(String::from));
         }
         if self.map_index.is_some() {
             keys.push("map_index".into());

@@ -14,6 +14,7 @@ use crate::result::{
     Location, LocationLock, PayloadDigest, ResultBackend, ResultBackendExt, ResultError,
 };
 use crate::state::{Cached, HashedInputs};
+use crate::task::TaskSpec;
 use crate::template::{RenderError, Template, TemplateError, TemplateValue, TemplateValues};
 use crate::validators::CacheValidator;
 use chrono::{DateTime, Utc};
@@ -416,6 +417,8 @@ struct Record {
     cache_key: String,
     location: String,
     result: PayloadDigest,
+    /// The version of the task's code that made it (its fingerprint, or `cache_version`).
+    code_version: String,
     #[serde(deserialize_with = "Option::deserialize")]
     expiration: Option<DateTime<Utc>>,
     created: DateTime<Utc>,
@@ -423,8 +426,9 @@ struct Record {
     parameters: BTreeMap<String, (serde_json::Value, InputDigest)>,
 }
 
-/// Version 2 pins the result's payload digest; version 1 records are ignored (a miss).
-const RECORD_VERSION: u32 = 2;
+/// Version 2 pins the result's payload digest; version 3 adds the code's version.
+/// Records of earlier versions are ignored (a miss).
+const RECORD_VERSION: u32 = 3;
 
 /// The record id of a run's inputs: the hex of the digest of all of them together,
 /// what `all_inputs` looks up.
@@ -449,18 +453,20 @@ pub(crate) fn record_lock_location(key: &str, all_inputs: &InputDigest) -> Locat
 /// Writes the record of a cached output at `location`.
 pub(crate) fn put_record<T>(
     backend: &Backend<'_, T>,
-    task: &'static str,
+    spec: &TaskSpec,
     cached: &Cached,
     all_inputs: &InputDigest,
     location: &Location,
     result: PayloadDigest,
 ) -> Result<(), PersistError> {
+    let task = spec.name();
     let record = Record {
         version: RECORD_VERSION,
         task: task.to_owned(),
         cache_key: cached.cache_key.to_string(),
         location: location.as_str().to_owned(),
         result,
+        code_version: spec.code_version().to_owned(),
         expiration: cached.expiration,
         created: cached.created,
         inputs: cached
@@ -496,15 +502,14 @@ pub(crate) struct RecordHit<T> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_hit<T>(
     backend: &Backend<'_, T>,
-    task: &'static str,
-    key: &'static str,
-    names: &'static [&'static str],
+    spec: &TaskSpec,
     validator: &CacheValidator,
     digests: &[InputDigest],
     all_inputs: &InputDigest,
     parameters: &Parameters,
     now: DateTime<Utc>,
 ) -> Option<RecordHit<T>> {
+    let (task, key, names) = (spec.name(), spec.cache_key(), spec.inputs());
     let ids = if validator.requires_equal_inputs() {
         vec![record_id(all_inputs)]
     } else {
@@ -543,7 +548,17 @@ pub(crate) fn record_hit<T>(
             discard(&id);
             continue;
         };
-        let (cached, location, pinned) = cached_and_location;
+        let (cached, location, pinned, code_version) = cached_and_location;
+        if code_version != spec.code_version() {
+            tracing::debug!(
+                task,
+                cache_key = key,
+                record = %id,
+                "a persisted cache record was made by another version of the task: the \
+                 task's code changed (or its cache_version did); it is not used"
+            );
+            continue;
+        }
         if cached.is_expired(now) {
             discard(&id);
             continue;
@@ -566,7 +581,7 @@ fn decode_record(
     bytes: &[u8],
     names: &'static [&'static str],
     key: &'static str,
-) -> Option<(Cached, Location, PayloadDigest)> {
+) -> Option<(Cached, Location, PayloadDigest, String)> {
     let record: Record = serde_json::from_slice(bytes).ok()?;
     if record.version != RECORD_VERSION || record.cache_key != key {
         return None;
@@ -599,7 +614,45 @@ fn decode_record(
         },
         location,
         record.result,
+        record.code_version,
     ))
+}
+
+/// What a persisted cache record says, for tools that list and prune caches (the
+/// `taskcache` command): read from the record's bytes (as a backend's `get_record`
+/// returns them) without touching the result it describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordInfo {
+    /// The task that made it.
+    pub task: String,
+    /// The cache key it is stored under.
+    pub cache_key: String,
+    /// The location of the result it describes.
+    pub location: String,
+    /// The SHA-256 of that result's payload.
+    pub result: PayloadDigest,
+    /// The version of the task's code that made it.
+    pub code_version: String,
+    /// When it stops being valid (`None`: never).
+    pub expiration: Option<DateTime<Utc>>,
+    /// When the output was computed.
+    pub created: DateTime<Utc>,
+}
+
+impl RecordInfo {
+    /// Reads a record; `None` for bytes that are not a record this version writes.
+    pub fn parse(bytes: &[u8]) -> Option<RecordInfo> {
+        let record: Record = serde_json::from_slice(bytes).ok()?;
+        (record.version == RECORD_VERSION).then_some(RecordInfo {
+            task: record.task,
+            cache_key: record.cache_key,
+            location: record.location,
+            result: record.result,
+            code_version: record.code_version,
+            expiration: record.expiration,
+            created: record.created,
+        })
+    }
 }
 
 /// Whether `value` is `None` (an `Option` output that holds nothing): such an output is

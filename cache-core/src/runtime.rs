@@ -823,6 +823,7 @@ where
         let mut task_ctx = ctx.clone();
         task_ctx.task = Some(TaskInfo {
             name: spec.name(),
+            version: spec.task_version(),
             run_count: 1,
         });
         let values = RenderValues::new(&task_ctx, &p.inputs, spec.inputs());
@@ -901,6 +902,7 @@ where
             let mut task_ctx = Context::current();
             task_ctx.task = Some(TaskInfo {
                 name: self.spec.name(),
+                version: self.spec.task_version(),
                 run_count: 1,
             });
             return task_ctx.scope(|| self.check_in_context());
@@ -1002,9 +1004,7 @@ where
             let record_hit = |p: &PersistConfig<'_, I, T>| {
                 let hit = persist::record_hit(
                     &p.backend,
-                    spec.name(),
-                    spec.cache_key(),
-                    spec.inputs(),
+                    spec,
                     &validator,
                     &each,
                     &all,
@@ -1242,6 +1242,7 @@ impl<'s> Attempts<'s> {
         let mut task_ctx = ctx.clone();
         task_ctx.task = Some(TaskInfo {
             name: self.spec.name(),
+            version: self.spec.task_version(),
             run_count: self.count,
         });
         task_ctx
@@ -1385,6 +1386,7 @@ fn checkpoint<I, T>(
                 let mut task_ctx = prepared.ctx.clone();
                 task_ctx.task = Some(TaskInfo {
                     name: spec.name(),
+                    version: spec.task_version(),
                     run_count: state.run_count,
                 });
                 RenderValues::new(&task_ctx, &p.inputs, spec.inputs()).render(spec.name(), template)
@@ -1406,7 +1408,7 @@ fn checkpoint<I, T>(
             prepared.all_inputs,
             p.backend.is_persistent(),
         ) {
-            persist::put_record(&p.backend, spec.name(), cached, &all, &location, digest)?;
+            persist::put_record(&p.backend, spec, cached, &all, &location, digest)?;
         }
         Ok((location, digest))
     });

@@ -35,6 +35,7 @@ pub struct TaskSpec {
     target: Option<&'static str>,
     checkpoint: Option<bool>,
     trigger: Trigger,
+    code_version: &'static str,
     /// The process-wide cache's candidates for this task's key, looked up once.
     pub(crate) global_key: OnceLock<Arc<KeyCache>>,
 }
@@ -54,7 +55,32 @@ impl TaskSpec {
             target: None,
             checkpoint: None,
             trigger: Trigger::AllSuccessful,
+            code_version: "",
             global_key: OnceLock::new(),
+        }
+    }
+
+    /// The version of the task's code: `#[task]` sets the SHA-256 (in hex) of the
+    /// function's tokens (signature and body, formatting and comments aside), or the
+    /// `cache_version` written out. A persisted cache record of another version is a
+    /// miss ("the task's code changed").
+    pub const fn with_code_version(mut self, version: &'static str) -> Self {
+        self.code_version = version;
+        self
+    }
+
+    /// The version of the task's code (empty for a spec built without one).
+    pub fn code_version(&self) -> &'static str {
+        self.code_version
+    }
+
+    /// What `{task_version}` renders: the code fingerprint's first 12 hex digits, or
+    /// the `cache_version` as written.
+    pub fn task_version(&self) -> &'static str {
+        let v = self.code_version;
+        match v.strip_prefix("sha256:") {
+            Some(hex) => &hex[..hex.len().min(12)],
+            None => v,
         }
     }
 
@@ -196,6 +222,7 @@ impl std::fmt::Debug for TaskSpec {
             .field("target", &self.target)
             .field("checkpoint", &self.checkpoint)
             .field("trigger", &self.trigger)
+            .field("code_version", &self.code_version)
             .finish()
     }
 }

@@ -37,6 +37,9 @@ pub struct TaskArgs {
     /// `trigger = manual_only` (or `all_successful`, `all_finished`, `always_run`,
     /// `any_failed`): the key and the trigger's name.
     pub trigger: Option<(Ident, Ident)>,
+    /// `cache_version = "3"`: a version the user manages, in place of the code's
+    /// fingerprint.
+    pub cache_version: Option<LitStr>,
 }
 
 /// The settings of `#[flow(...)]`.
@@ -47,7 +50,7 @@ pub struct FlowArgs {
     pub state: Option<(Ident, syn::Expr)>,
 }
 
-const TASK_KEYS: &str = "name, cache_for, cache_validator, cache_key, max_retries, retry_delay, checkpoint, result, target, trigger";
+const TASK_KEYS: &str = "name, cache_for, cache_validator, cache_key, max_retries, retry_delay, checkpoint, result, target, trigger, cache_version";
 
 /// The triggers `trigger = …` takes.
 pub const TRIGGERS: [&str; 5] = [
@@ -76,6 +79,7 @@ impl Parse for TaskArgs {
                 "result" => args.result.is_some(),
                 "target" => args.target.is_some(),
                 "trigger" => args.trigger.is_some(),
+                "cache_version" => args.cache_version.is_some(),
                 _ => {
                     return Err(syn::Error::new(
                         key.span(),
@@ -130,6 +134,12 @@ impl Parse for TaskArgs {
                     }
                     "target" => {
                         args.target = Some(non_empty(text_value(input, "target")?, "target")?)
+                    }
+                    "cache_version" => {
+                        args.cache_version = Some(non_empty(
+                            text_value(input, "cache_version")?,
+                            "cache_version",
+                        )?)
                     }
                     "trigger" => {
                         let which: Ident = input.parse().map_err(|e| {

@@ -134,6 +134,25 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
     if let Some((_, on)) = &args.checkpoint {
         spec_calls.push(quote!(.with_checkpoint(#on)));
     }
+    // The code's version: the user's `cache_version`, or a fingerprint of the function's
+    // tokens (signature and body; formatting and comments are not tokens, and the
+    // attributes, doc comments among them, are left out).
+    let version = match &args.cache_version {
+        Some(v) => v.value(),
+        None => {
+            use sha2::Digest;
+            let sig = func.item.sig.to_token_stream().to_string();
+            let block = func.item.block.to_token_stream().to_string();
+            let digest = sha2::Sha256::new()
+                .chain_update(sig.as_bytes())
+                .chain_update([0u8])
+                .chain_update(block.as_bytes())
+                .finalize();
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    };
+    spec_calls.push(quote!(.with_code_version(#version)));
     if let Some((key, which)) = &args.trigger {
         let variant = match which.to_string().as_str() {
             "manual_only" => quote!(ManualOnly),
