@@ -246,6 +246,8 @@ pub struct Context {
     pub(crate) resume: Option<Arc<crate::flow::ResumeRequest>>,
     /// The state store of flows started in this scope.
     pub(crate) state: Option<Arc<crate::flow::StoreChoice>>,
+    /// Whether task calls in this scope skip the cache and replace what it holds.
+    pub(crate) refresh: bool,
 }
 
 thread_local! {
@@ -326,6 +328,30 @@ impl Context {
     /// ```
     pub fn with_result(mut self, backend: impl crate::result::ResultBackend) -> Self {
         self.result = Some(Arc::new(backend));
+        self
+    }
+
+    /// The same context in which every task call skips its cached outputs and targets,
+    /// runs its body, and replaces what the cache held for its inputs, in memory and
+    /// persisted (`my_task::refresh(…)` does it for one call). The tasks a body calls
+    /// are not refreshed.
+    ///
+    /// ```
+    /// use taskcache::prelude::*;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    ///
+    /// static RUNS: AtomicU32 = AtomicU32::new(0);
+    ///
+    /// #[task(cache_for = "1h")]
+    /// fn load() -> u32 { RUNS.fetch_add(1, Ordering::SeqCst) + 1 }
+    ///
+    /// assert_eq!(load(), 1);
+    /// assert_eq!(load(), 1); // cached
+    /// assert_eq!(Context::current().with_refresh(true).scope(load), 2);
+    /// assert_eq!(load(), 2); // the refreshed output replaced the old one
+    /// ```
+    pub fn with_refresh(mut self, on: bool) -> Self {
+        self.refresh = on;
         self
     }
 

@@ -867,8 +867,12 @@ where
             report(ctx.flow.as_deref(), spec, &state);
             Some(state)
         };
-        if let Some(state) = hit(&location) {
-            return TargetCheck::Done(state);
+        // A refresh runs the body whatever the target holds, and overwrites it.
+        let refresh = ctx.refresh;
+        if !refresh {
+            if let Some(state) = hit(&location) {
+                return TargetCheck::Done(state);
+            }
         }
         let id = p.backend.lock_id(&location);
         let lock = if held_by_caller(spec, &ctx, &Holding::Lock(id.clone())) {
@@ -877,7 +881,7 @@ where
             persist::lock(&p.backend, spec.name(), &location)
         };
         // Another run may have written the target while this one waited for the lock.
-        if lock.is_some() {
+        if lock.is_some() && !refresh {
             if let Some(state) = hit(&location) {
                 return TargetCheck::Done(state);
             }
@@ -931,15 +935,22 @@ where
                 .persist
                 .as_ref()
                 .filter(|p| persist::enabled(p.checkpoint, ctx));
+            // A refresh reads nothing cached, and its output replaces what was cached
+            // for these inputs.
+            let caching = caching.filter(|_| !ctx.refresh);
             let Some(caching) = caching else {
                 // No output cache to read; hash only to record a Cached state later.
                 let mut prepared = Prepared::new(ctx);
                 prepared.persist = persist.is_some();
                 if self.output_caching.is_some() && spec.cache_for().is_some() {
                     if let Some((each, all)) = self.both_digests() {
+                        let key = key_cache(spec, ctx);
+                        if ctx.refresh {
+                            key.remove_inputs(&all);
+                        }
                         prepared.digests = Some(each);
                         prepared.all_inputs = Some(all);
-                        prepared.key = Some(key_cache(spec, ctx));
+                        prepared.key = Some(key);
                     }
                 }
                 return Checked::Run(Box::new(prepared));
@@ -1245,6 +1256,8 @@ impl<'s> Attempts<'s> {
             version: self.spec.task_version(),
             run_count: self.count,
         });
+        // A refresh is for this call: the tasks its body calls use their caches.
+        task_ctx.refresh = false;
         task_ctx
     }
 
@@ -1512,6 +1525,33 @@ pub(crate) async fn in_context<F: Future>(
         future: Box::pin(future),
     }
     .await
+}
+
+/// Drops everything cached for `spec`'s key: the outputs in the current context's
+/// in-memory cache (the process-wide one unless a scope set another) and the persisted
+/// cache records in `backend` (the current context's result if a scope set one, else
+/// the task's own). What `my_task::invalidate()` does. Checkpointed result files and
+/// targets stay: they are outputs, and a target keeps Make's meaning.
+pub fn invalidate(spec: &TaskSpec, backend: Option<&dyn ResultBackend>) {
+    let ctx = Context::current();
+    ctx.cache().clear_key(spec.cache_key());
+    let backend = ctx.result.as_deref().or(backend);
+    let Some(backend) = backend.filter(|b| b.is_persistent()) else {
+        return;
+    };
+    let key = spec.cache_key();
+    match backend.list_records(key) {
+        Ok(ids) => {
+            for id in ids {
+                if let Err(e) = backend.remove_record(key, &id) {
+                    tracing::warn!(task = spec.name(), record = %id, error = %e, "cannot remove a persisted cache record");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(task = spec.name(), error = %e, "cannot list the persisted cache records to remove them");
+        }
+    }
 }
 
 /// A runtime-agnostic sleep for retry delays of async tasks: a short-lived thread

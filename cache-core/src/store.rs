@@ -58,14 +58,22 @@ impl OutputCache {
             .map_or(0, |k| read(&k.candidates).len)
     }
 
-    /// Forgets every cached output under `key`.
+    /// Forgets every cached output under `key` (what `my_task::invalidate()` does in
+    /// memory, for the task's key).
     pub fn clear_key(&self, key: &str) {
-        write(&self.keys).remove(key);
+        // Emptied in place: a task keeps its key's candidates at hand after its first
+        // call, and must see them gone.
+        if let Some(k) = read(&self.keys).get(key) {
+            k.clear();
+        }
     }
 
-    /// Forgets every cached output.
+    /// Forgets every cached output (what `taskcache::clear()` does to the process-wide
+    /// cache).
     pub fn clear(&self) {
-        write(&self.keys).clear();
+        for k in read(&self.keys).values() {
+            k.clear();
+        }
     }
 }
 
@@ -203,6 +211,25 @@ impl KeyCache {
             }
         }
         Lookup::Miss(reason)
+    }
+
+    /// Forgets every candidate.
+    pub(crate) fn clear(&self) {
+        let mut c = write(&self.candidates);
+        c.by_inputs.clear();
+        c.len = 0;
+    }
+
+    /// Forgets the candidates made from exactly these inputs (a refresh replaces them).
+    pub(crate) fn remove_inputs(&self, all_inputs: &InputDigest) {
+        let mut c = write(&self.candidates);
+        let fp = fingerprint(all_inputs);
+        if let Some(bucket) = c.by_inputs.get_mut(&fp) {
+            let before = bucket.len();
+            bucket.retain(|e| e.all_inputs != *all_inputs);
+            let removed = before - bucket.len();
+            c.len -= removed;
+        }
     }
 
     /// Keeps an output; prunes expired candidates from time to time, so that the cost

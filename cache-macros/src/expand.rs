@@ -62,6 +62,55 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// `refresh(…)` and `invalidate()`, the cache's controls on a task's type.
+    fn cache_controls(&self, result_static: Option<&TokenStream>) -> TokenStream {
+        let vis = &self.func.item.vis;
+        let mut sig = self.outer_sig();
+        sig.ident = format_ident!("refresh", span = sig.ident.span());
+        let args = self.func.inputs.iter().map(|i| &i.ident);
+        let args2 = args.clone();
+        let body = if self.func.is_async() {
+            quote! {
+                ::taskcache::Context::current()
+                    .with_refresh(true)
+                    .scope_async(Self::run(#(#args),*))
+                    .await
+                    .into_output()
+            }
+        } else {
+            quote! {
+                ::taskcache::Context::current()
+                    .with_refresh(true)
+                    .scope(|| Self::run(#(#args2),*))
+                    .into_output()
+            }
+        };
+        let make = proc_macro2::Ident::new("make_result", proc_macro2::Span::mixed_site());
+        let backend = match result_static {
+            Some(result_static) => quote! {{
+                #result_static
+                ::core::option::Option::Some(
+                    ::taskcache::__private::result(&RESULT, #make)
+                        as &dyn ::taskcache::results::ResultBackend,
+                )
+            }},
+            None => quote!(::core::option::Option::None),
+        };
+        quote! {
+            /// Runs the body whatever is cached for these inputs, and replaces the cached
+            /// output, its persisted record and the target with what it returns.
+            #vis #sig {
+                #body
+            }
+
+            /// Drops everything cached for this task's key: the outputs in memory and
+            /// the persisted cache records (result files and targets stay).
+            #vis fn invalidate() {
+                ::taskcache::__private::invalidate(Self::spec(), #backend)
+            }
+        }
+    }
+
     /// The task or flow type.
     fn type_item(&self, doc: String) -> TokenStream {
         let vis = &self.func.item.vis;
@@ -286,8 +335,9 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
     let run_sig = frame.run_sig(quote!(::taskcache::State<#output>), false);
 
     let outer = frame.outer_fn();
+    let controls = frame.cache_controls(result_static.as_ref());
     let type_item = frame.type_item(format!(
-        "The task `{name}`: `{ident}::spec()` gives its settings, `{ident}::run(…)` runs it and returns its final state."
+        "The task `{name}`: `{ident}::spec()` gives its settings, `{ident}::run(…)` runs it and returns its final state, `{ident}::refresh(…)` runs it whatever is cached, `{ident}::invalidate()` drops what is cached."
     ));
     quote! {
         #outer
@@ -310,6 +360,8 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
                     #(#steps)*
                     #run_call
             }
+
+            #controls
         }
     }
 }
