@@ -622,7 +622,7 @@ pub fn clear() {
     OutputCache::global().clear();
     Context::current().cache().clear();
 }
-pub use taskcache_core::store::OutputCache;
+pub use taskcache_core::store::{MissReason, OutputCache};
 pub use taskcache_core::task::{TaskSpec, Trigger};
 pub use taskcache_core::validators::{self, CacheValidator};
 

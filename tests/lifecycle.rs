@@ -6,19 +6,26 @@ use taskcache::prelude::*;
 static V1_RUNS: AtomicU32 = AtomicU32::new(0);
 static V2_RUNS: AtomicU32 = AtomicU32::new(0);
 
-// Two versions of one task (one cache key): the second's body differs.
-#[task(cache_for = "1h", cache_key = "lifecycle::report", cache_validator = all_inputs,
-       checkpoint, result = LocalResult::new("unused"))]
+// Two versions of one task (one name, one cache key): the second's body differs.
+#[task(name = "report", cache_for = "1h", cache_key = "lifecycle::report",
+       cache_validator = all_inputs, checkpoint, result = LocalResult::new("unused"))]
 fn report_v1(x: u32) -> u32 {
     V1_RUNS.fetch_add(1, Ordering::SeqCst);
     x * 2
 }
 
-#[task(cache_for = "1h", cache_key = "lifecycle::report", cache_validator = all_inputs,
-       checkpoint, result = LocalResult::new("unused"))]
+#[task(name = "report", cache_for = "1h", cache_key = "lifecycle::report",
+       cache_validator = all_inputs, checkpoint, result = LocalResult::new("unused"))]
 fn report_v2(x: u32) -> u32 {
     V2_RUNS.fetch_add(1, Ordering::SeqCst);
     x * 3
+}
+
+// Another task sharing the key on purpose: its records serve, whatever its code.
+#[task(name = "sharer", cache_for = "1h", cache_key = "lifecycle::report",
+       cache_validator = all_inputs, checkpoint, result = LocalResult::new("unused"))]
+fn sharer(x: u32) -> u32 {
+    x * 100
 }
 
 #[test]
@@ -42,17 +49,20 @@ fn a_record_made_by_other_code_is_a_miss() {
         report_v2::spec().code_version()
     );
     assert!(report_v1::spec().code_version().starts_with("sha256:"));
+    // A task of another name that shares the key is served the shared record, which
+    // `report_v2` replaced (its own body would give 500).
+    assert_eq!(ctx().scope(|| sharer(5)), 15);
 }
 
 // A managed version survives a change of the body.
-#[task(cache_for = "1h", cache_key = "lifecycle::managed", cache_version = "3",
-       checkpoint, result = LocalResult::new("unused"))]
+#[task(name = "managed", cache_for = "1h", cache_key = "lifecycle::managed",
+       cache_version = "3", checkpoint, result = LocalResult::new("unused"))]
 fn managed_a() -> u32 {
     1
 }
 
-#[task(cache_for = "1h", cache_key = "lifecycle::managed", cache_version = "3",
-       checkpoint, result = LocalResult::new("unused"))]
+#[task(name = "managed", cache_for = "1h", cache_key = "lifecycle::managed",
+       cache_version = "3", checkpoint, result = LocalResult::new("unused"))]
 fn managed_b() -> u32 {
     // Reworded, not changed in meaning: the user kept the version.
     1

@@ -536,6 +536,7 @@ impl<T> FlowRun<T> {
                 location: None,
                 persist_error: None,
                 digest: None,
+                miss: None,
             },
             run_id: info.run_id.clone(),
             parameters: info.parameters.clone(),

@@ -548,8 +548,10 @@ pub(crate) fn record_hit<T>(
             discard(&id);
             continue;
         };
-        let (cached, location, pinned, code_version) = cached_and_location;
-        if code_version != spec.code_version() {
+        let (cached, location, pinned, (made_by, code_version)) = cached_and_location;
+        // Another version of this very task: its code changed. (A record another task
+        // made under a shared `cache_key` is shared on purpose, whatever its code.)
+        if made_by == task && code_version != spec.code_version() {
             tracing::debug!(
                 task,
                 cache_key = key,
@@ -581,7 +583,7 @@ fn decode_record(
     bytes: &[u8],
     names: &'static [&'static str],
     key: &'static str,
-) -> Option<(Cached, Location, PayloadDigest, String)> {
+) -> Option<(Cached, Location, PayloadDigest, (String, String))> {
     let record: Record = serde_json::from_slice(bytes).ok()?;
     if record.version != RECORD_VERSION || record.cache_key != key {
         return None;
@@ -614,7 +616,7 @@ fn decode_record(
         },
         location,
         record.result,
-        record.code_version,
+        (record.task, record.code_version),
     ))
 }
 

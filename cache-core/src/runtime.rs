@@ -1165,7 +1165,7 @@ impl<'s> Attempts<'s> {
             _ => None,
         };
         let mut history = Some(Vec::new());
-        if let (Some(h), Some(miss)) = (&mut history, prepared.miss) {
+        if let (Some(h), Some(miss)) = (&mut history, &prepared.miss) {
             h.push(StateRecord {
                 kind: StateKind::Pending,
                 message: Cow::Owned(format!("Cache miss: {}.", miss.describe())),
@@ -1365,6 +1365,7 @@ impl<'s> Attempts<'s> {
             location: None,
             persist_error: None,
             digest: None,
+            miss: None,
         };
         if let (Some(p), true) = (persist, prepared.persist) {
             checkpoint(spec, p, prepared, &mut state);
@@ -1441,15 +1442,16 @@ fn checkpoint<I, T>(
 /// Ends a run that did not hit the cache: the log event, the flow's report, and the
 /// release of any waiters (the flight guard in `prepared` is dropped by the caller).
 fn finish<T>(spec: &TaskSpec, state: State<T>, prepared: &Prepared) -> State<T> {
-    finish_with(spec, state, &prepared.ctx, prepared.miss)
+    finish_with(spec, state, &prepared.ctx, prepared.miss.as_ref())
 }
 
 fn finish_with<T>(
     spec: &TaskSpec,
-    state: State<T>,
+    mut state: State<T>,
     ctx: &Context,
-    miss: Option<MissReason>,
+    miss: Option<&MissReason>,
 ) -> State<T> {
+    state.miss = miss.cloned().map(Box::new);
     match state.kind {
         StateKind::Failed => {
             tracing::warn!(

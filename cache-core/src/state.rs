@@ -232,6 +232,8 @@ pub struct State<T> {
     /// The digest of the payload checkpointed at `location` (what a state store
     /// records, so that a resumed run reads back exactly that result).
     pub(crate) digest: Option<crate::result::PayloadDigest>,
+    /// Why no cached output served the call, when one was looked for and missed.
+    pub(crate) miss: Option<Box<crate::store::MissReason>>,
 }
 
 pub(crate) enum Output<T> {
@@ -252,6 +254,7 @@ impl<T> State<T> {
             location: None,
             persist_error: None,
             digest: None,
+            miss: None,
         }
     }
 
@@ -267,6 +270,7 @@ impl<T> State<T> {
             location: None,
             persist_error: None,
             digest: None,
+            miss: None,
         }
     }
 
@@ -357,6 +361,27 @@ impl<T> State<T> {
             timestamp: self.timestamp(),
         });
         all
+    }
+
+    /// Why no cached output served this call, when the task caches its outputs and the
+    /// lookup missed: the validator that refused the candidates, how many it refused,
+    /// expired or found of another type, and the arguments (or flow parameters) whose
+    /// digests differ from the refused candidates'.
+    ///
+    /// ```
+    /// use taskcache::prelude::*;
+    ///
+    /// #[task(cache_for = "1h", cache_validator = partial_inputs_only(region))]
+    /// fn report(region: String, day: u32) -> String { format!("{region} {day}") }
+    ///
+    /// report("eu".into(), 1);
+    /// let state = report::run("us".into(), 1);
+    /// let why = state.miss_reason().unwrap();
+    /// assert_eq!(why.validator, "partial_inputs_only");
+    /// assert_eq!(why.changed_inputs, ["region"]);
+    /// ```
+    pub fn miss_reason(&self) -> Option<&crate::store::MissReason> {
+        self.miss.as_deref()
     }
 
     /// What calling the task returns: the output; for a task returning `Result`, the

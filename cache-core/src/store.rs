@@ -130,21 +130,82 @@ struct Candidates {
     sweep_at: usize,
 }
 
-/// Why no candidate served a run: for the log line of a miss.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct MissReason {
-    pub(crate) expired: usize,
-    pub(crate) invalid: usize,
-    pub(crate) other_type: usize,
+/// Why no cached output served a call: what `State::miss_reason` gives and a miss's log
+/// event says.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MissReason {
+    /// The validator that judged the candidates (`all_inputs`, `duration_only`, …).
+    pub validator: &'static str,
+    /// Candidates that had expired.
+    pub expired: usize,
+    /// Candidates the validator refused.
+    pub refused: usize,
+    /// Candidates of another output type (another task under the same key).
+    pub other_type: usize,
+    /// For the candidates refused, the arguments whose digests differ from this call's
+    /// (validators that compare inputs one by one).
+    pub changed_inputs: Vec<&'static str>,
+    /// For the candidates refused, the flow parameters that differ from this run's.
+    pub changed_parameters: Vec<String>,
 }
 
 impl MissReason {
-    pub(crate) fn describe(&self) -> &'static str {
-        match (self.invalid + self.other_type, self.expired) {
-            (0, 0) => "no cached output",
-            (0, _) => "the cached output has expired",
-            _ if self.other_type > 0 => "the cached output under this key has another type",
-            _ => "the cache is invalid for these inputs or parameters",
+    /// The reason in words, as the log says it.
+    pub fn describe(&self) -> String {
+        let mut text = match (self.refused + self.other_type, self.expired) {
+            (0, 0) => "no cached output".to_owned(),
+            (0, _) => "the cached output has expired".to_owned(),
+            _ if self.other_type > 0 => {
+                "the cached output under this key has another type".to_owned()
+            }
+            _ => format!(
+                "{} cached output(s) refused by the validator `{}`",
+                self.refused, self.validator
+            ),
+        };
+        if !self.changed_inputs.is_empty() {
+            text.push_str(&format!(
+                "; changed arguments: {}",
+                self.changed_inputs.join(", ")
+            ));
+        }
+        if !self.changed_parameters.is_empty() {
+            text.push_str(&format!(
+                "; changed parameters: {}",
+                self.changed_parameters.join(", ")
+            ));
+        }
+        text
+    }
+
+    /// Notes what differs between a refused candidate and this call.
+    fn note_changes(
+        &mut self,
+        cached: &Cached,
+        inputs: Option<&HashedInputs<'_>>,
+        parameters: &Parameters,
+    ) {
+        if let Some(inputs) = inputs {
+            for ((name, now), (_, then)) in inputs.iter().zip(cached.hashed_inputs.iter()) {
+                if now != then && !self.changed_inputs.contains(&name) {
+                    self.changed_inputs.push(name);
+                }
+            }
+        }
+        if !matches!(
+            self.validator,
+            "all_parameters" | "partial_parameters_only" | "custom"
+        ) {
+            return;
+        }
+        for (name, p) in parameters.iter() {
+            let same = cached
+                .parameters
+                .get(name)
+                .is_some_and(|q| q.digest() == p.digest());
+            if !same && !self.changed_parameters.iter().any(|n| n == name) {
+                self.changed_parameters.push(name.to_owned());
+            }
         }
     }
 }
@@ -169,7 +230,10 @@ impl KeyCache {
         now: i128,
     ) -> Lookup<T> {
         let candidates = read(&self.candidates);
-        let mut reason = MissReason::default();
+        let mut reason = MissReason {
+            validator: validator.name(),
+            ..MissReason::default()
+        };
         let mut check = |entry: &Entry| -> Option<T> {
             let cached = &entry.cached;
             if entry.is_expired(now) {
@@ -183,7 +247,12 @@ impl KeyCache {
                 _ => validator.accepts(cached, &cached.hashed_inputs, parameters),
             };
             if !valid {
-                reason.invalid += 1;
+                reason.refused += 1;
+                // What differs, for the validators that compare inputs or parameters
+                // (on a miss only, and from the first few candidates).
+                if reason.refused <= 8 {
+                    reason.note_changes(cached, inputs, parameters);
+                }
                 return None;
             }
             match entry.value.downcast_ref::<T>() {
