@@ -964,13 +964,14 @@ where
     read_into(spill, len, serializer, path, false, None, slot)
 }
 
-/// Reads a `Vec<u8>` payload from a stream into its vector, hashing each piece the
-/// stream hands over right after copying it, while it is still in cache.
-fn read_byte_vec_streamed(
-    input: &mut impl BufRead,
+/// Reads the bincode length a `Vec<u8>` payload starts with, checked against the
+/// header's payload length: the prefix's bytes, their number, and the vector's length
+/// (bounded by the stored length, checked against the file's or stream's own).
+fn read_byte_len(
+    input: &mut impl Read,
     header: &Header,
     path: &Path,
-) -> Result<Vec<u8>, ResultError> {
+) -> Result<([u8; 9], usize, usize), ResultError> {
     let mut prefix = [0u8; 9];
     input
         .read_exact(&mut prefix[..1])
@@ -989,8 +990,18 @@ fn read_byte_vec_streamed(
             format!("the payload claims {len} bytes and holds {held}"),
         ));
     }
-    // Bounded by the stream's real length (checked against the header above).
     let len = usize::try_from(len).map_err(|_| corrupt(path, "payload larger than memory"))?;
+    Ok((prefix, size, len))
+}
+
+/// Reads a `Vec<u8>` payload from a stream into its vector, hashing each piece the
+/// stream hands over right after copying it, while it is still in cache.
+fn read_byte_vec_streamed(
+    input: &mut impl BufRead,
+    header: &Header,
+    path: &Path,
+) -> Result<Vec<u8>, ResultError> {
+    let (prefix, size, len) = read_byte_len(input, header, path)?;
     let mut hasher = Sha256::new();
     hasher.update(&prefix[..size]);
     // The length is the store's claim, not bytes at hand: at most 1 GiB is reserved
@@ -1039,24 +1050,7 @@ fn read_byte_vec(
     path: &Path,
     verify: bool,
 ) -> Result<Vec<u8>, ResultError> {
-    let mut prefix = [0u8; 9];
-    file.read_exact(&mut prefix[..1])
-        .map_err(read_error(path))?;
-    let size = bincode_len_size(prefix[0])
-        .filter(|&size| size as u64 <= header.len)
-        .ok_or_else(|| corrupt(path, "the payload does not start with a byte length"))?;
-    file.read_exact(&mut prefix[1..size])
-        .map_err(read_error(path))?;
-    let len = parse_bincode_len(&prefix[..size]);
-    let held = header.len - size as u64;
-    if len != held {
-        return Err(corrupt(
-            path,
-            format!("the payload claims {len} bytes and holds {held}"),
-        ));
-    }
-    // Bounded by the file's real length (checked against the header above).
-    let len = usize::try_from(len).map_err(|_| corrupt(path, "payload larger than memory"))?;
+    let (prefix, size, len) = read_byte_len(&mut file, header, path)?;
     let bytes = if verify {
         let mut bytes = vec![0u8; len];
         let digest =
