@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::append;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -180,15 +182,6 @@ fn child_store() -> ObjectStoreResult {
         _ => Kind::Azure,
     };
     store(kind, &var("TC_PREFIX")).with_lease(Duration::from_secs(1))
-}
-
-fn append(log: &Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    writeln!(f, "{line}").unwrap();
 }
 
 #[task(checkpoint, target = "race/{trial}.bin", result = LocalResult::new("unused"))]

@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::io::Write as _;
+use common::{append, lines};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,15 +12,6 @@ use taskcache::prelude::*;
 use taskcache::state_store::{
     FlowRunState, SqliteStateStore, StateStore, StateStoreError, TaskRunState,
 };
-
-fn append(log: &Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    writeln!(f, "{line}").unwrap();
-}
 
 /// One step of the pipeline: appends its name to the side file, then computes.
 #[task(checkpoint, result = LocalResult::new("unused"))]
@@ -51,12 +43,6 @@ fn first(log: &Path) -> u32 {
 fn second(log: &Path) -> u32 {
     append(log, "second");
     2
-}
-
-fn lines(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .map(|s| s.lines().map(str::to_owned).collect())
-        .unwrap_or_default()
 }
 
 fn uninterrupted() -> u64 {

@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::io::Write as _;
+use common::{append, lines};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use taskcache::prelude::*;
 use taskcache::state_store::{FlowRunState, SqliteStateStore, StateStore, TaskRunState};
-
-fn append(log: &Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    writeln!(f, "{line}").unwrap();
-}
-
-fn lines(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .map(|s| s.lines().map(str::to_owned).collect())
-        .unwrap_or_default()
-}
 
 #[task(checkpoint, result = LocalResult::new("unused"))]
 fn prepare(log: &Path) -> String {

@@ -61,3 +61,21 @@ pub fn run_child(test: &str, child: &str) -> String {
 pub fn child() -> Option<String> {
     std::env::var("TASKCACHE_TEST_CHILD").ok()
 }
+
+/// Appends `line` to the side file `log` (a body's record that it ran).
+pub fn append(log: &Path, line: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+}
+
+/// The lines of the side file `log` (none when it does not exist yet).
+pub fn lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
