@@ -622,7 +622,9 @@ pub fn clear() {
     OutputCache::global().clear();
     Context::current().cache().clear();
 }
-pub use taskcache_core::store::{MissReason, OutputCache};
+pub use taskcache_core::store::{
+    memory_budget, set_memory_budget, MemoryBudget, MissReason, OutputCache, MEMORY_BUDGET_ENV,
+};
 pub use taskcache_core::task::{TaskSpec, Trigger};
 pub use taskcache_core::validators::{self, CacheValidator};
 

@@ -1025,9 +1025,16 @@ where
                 let cached = Arc::new(hit.cached);
                 if let Some(caching) = &self.output_caching {
                     key.insert(
-                        Entry::new(Arc::clone(&cached), (caching.erase)(&hit.value), all),
+                        Entry::new(
+                            Arc::clone(&cached),
+                            (caching.erase)(&hit.value),
+                            all,
+                            std::mem::size_of::<T>(),
+                            now,
+                        ),
                         now,
                     );
+                    keep_within_budget(spec, ctx, &key);
                 }
                 let mut state = State::hit(hit.value, cached, now);
                 state.message = Cow::Owned(format!(
@@ -1348,9 +1355,16 @@ impl<'s> Attempts<'s> {
             });
             if let Some(caching) = output_caching {
                 key.insert(
-                    Entry::new(Arc::clone(&record), (caching.erase)(&value), all),
+                    Entry::new(
+                        Arc::clone(&record),
+                        (caching.erase)(&value),
+                        all,
+                        std::mem::size_of::<T>(),
+                        instant(now),
+                    ),
                     instant(now),
                 );
+                keep_within_budget(spec, ctx, key);
             }
             cached = Some(record);
         }
@@ -1527,6 +1541,14 @@ pub(crate) async fn in_context<F: Future>(
         future: Box::pin(future),
     }
     .await
+}
+
+/// After an insert: the task's own `max_entries`, then the process-wide memory budget.
+fn keep_within_budget(spec: &TaskSpec, ctx: &Context, key: &KeyCache) {
+    if let Some(max) = spec.max_entries() {
+        key.trim_to(max);
+    }
+    ctx.cache().enforce_budget(key);
 }
 
 /// Drops everything cached for `spec`'s key: the outputs in the current context's

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::task::{Context as TaskContext, Poll, Waker};
 
@@ -29,6 +30,114 @@ use std::task::{Context as TaskContext, Poll, Waker};
 #[derive(Default)]
 pub struct OutputCache {
     keys: RwLock<HashMap<Box<str>, Arc<KeyCache>>>,
+    /// What the outputs of all keys hold, against the memory budget.
+    usage: Arc<Usage>,
+}
+
+/// Entries and approximate bytes held by one [`OutputCache`].
+#[derive(Default, Debug)]
+pub(crate) struct Usage {
+    entries: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// The most the in-memory output cache may hold, process-wide: entries, and their
+/// approximate size in bytes. Past either, the least recently used outputs are
+/// evicted (approximately: the least recently used of a sample, as Redis does).
+///
+/// The default is 1 000 000 entries and 1 GiB; `TASKCACHE_MEMORY_BUDGET` sets it at
+/// start (`"200000"` entries, or `"200000,512MiB"`), [`set_memory_budget`] at run time.
+///
+/// The bytes are approximate: an entry's bookkeeping (its record, the candidate slot)
+/// and the output's own size (`size_of`), not what the output owns on the heap (a
+/// `Vec`'s buffer, a `String`'s text). For outputs that own much, budget by entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// The most entries (cached outputs).
+    pub max_entries: usize,
+    /// The most approximate bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget {
+            max_entries: 1_000_000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// The environment variable that sets the [`MemoryBudget`] at start.
+pub const MEMORY_BUDGET_ENV: &str = "TASKCACHE_MEMORY_BUDGET";
+
+static MAX_ENTRIES: AtomicUsize = AtomicUsize::new(0);
+static MAX_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the process-wide budget of the in-memory output caches (see [`MemoryBudget`]).
+/// Caches over it shrink at their next insert.
+pub fn set_memory_budget(budget: MemoryBudget) {
+    budget_once();
+    MAX_ENTRIES.store(budget.max_entries.max(1), Ordering::Relaxed);
+    MAX_BYTES.store(budget.max_bytes.max(1), Ordering::Relaxed);
+}
+
+/// The budget now in force.
+pub fn memory_budget() -> MemoryBudget {
+    budget_once();
+    MemoryBudget {
+        max_entries: MAX_ENTRIES.load(Ordering::Relaxed),
+        max_bytes: MAX_BYTES.load(Ordering::Relaxed),
+    }
+}
+
+/// Reads `TASKCACHE_MEMORY_BUDGET` once, or sets the default.
+fn budget_once() {
+    static READ: OnceLock<()> = OnceLock::new();
+    READ.get_or_init(|| {
+        let mut budget = MemoryBudget::default();
+        if let Ok(text) = std::env::var(MEMORY_BUDGET_ENV) {
+            match parse_budget(&text) {
+                Some(b) => budget = b,
+                None => tracing::warn!(
+                    value = %text,
+                    "{MEMORY_BUDGET_ENV} is not a budget (write entries, or entries and a size: \
+                     \"200000\" or \"200000,512MiB\"); the default is used"
+                ),
+            }
+        }
+        MAX_ENTRIES.store(budget.max_entries.max(1), Ordering::Relaxed);
+        MAX_BYTES.store(budget.max_bytes.max(1), Ordering::Relaxed);
+    });
+}
+
+/// `"200000"` or `"200000,512MiB"` (units B, KiB, MiB, GiB, or none for bytes).
+fn parse_budget(text: &str) -> Option<MemoryBudget> {
+    let mut parts = text.split(',').map(str::trim);
+    let entries: usize = parts.next()?.replace('_', "").parse().ok()?;
+    let bytes = match parts.next() {
+        None => MemoryBudget::default().max_bytes,
+        Some(size) => {
+            let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let unit = &size[digits.len()..];
+            let n: usize = digits.trim().parse().ok()?;
+            let scale: usize = match unit.to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" | "kib" => 1 << 10,
+                "m" | "mb" | "mib" => 1 << 20,
+                "g" | "gb" | "gib" => 1 << 30,
+                _ => return None,
+            };
+            n.checked_mul(scale)?
+        }
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(MemoryBudget {
+        max_entries: entries,
+        max_bytes: bytes,
+    })
 }
 
 impl OutputCache {
@@ -48,7 +157,44 @@ impl OutputCache {
         if let Some(k) = read(&self.keys).get(key) {
             return Arc::clone(k);
         }
-        Arc::clone(write(&self.keys).entry(key.into()).or_default())
+        let usage = Arc::clone(&self.usage);
+        Arc::clone(
+            write(&self.keys)
+                .entry(key.into())
+                .or_insert_with(|| Arc::new(KeyCache::with_usage(usage))),
+        )
+    }
+
+    /// Evicts least recently used outputs until this cache is within the memory budget,
+    /// from `key` (just inserted into) first, then from the largest key.
+    pub(crate) fn enforce_budget(&self, key: &KeyCache) {
+        let budget = memory_budget();
+        let over = |u: &Usage| {
+            u.entries.load(Ordering::Relaxed) > budget.max_entries
+                || u.bytes.load(Ordering::Relaxed) > budget.max_bytes
+        };
+        if !over(&self.usage) {
+            return;
+        }
+        while over(&self.usage) && key.evict_one() {}
+        while over(&self.usage) {
+            let largest = read(&self.keys)
+                .values()
+                .max_by_key(|k| read(&k.candidates).len)
+                .map(Arc::clone);
+            match largest {
+                Some(k) if k.evict_one() => {}
+                _ => break,
+            }
+        }
+    }
+
+    /// Entries and approximate bytes held now.
+    pub fn usage(&self) -> (usize, usize) {
+        (
+            self.usage.entries.load(Ordering::Relaxed),
+            self.usage.bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// The number of cached outputs under `key` (expired ones not yet pruned included).
@@ -94,20 +240,35 @@ pub(crate) struct Entry {
     expires: i128,
     /// The digest of all the inputs together: what `all_inputs` looks up by.
     all_inputs: InputDigest,
+    /// Its approximate size (see [`MemoryBudget`]).
+    bytes: usize,
+    /// When it was last served or stored (nanoseconds, coarse): for eviction.
+    used: AtomicI64,
 }
+
+/// What an entry costs beyond its output's own size: the entry, its record (with its
+/// digests), the candidate slot, the boxes and reference counts, and the allocator's
+/// share: about 800 bytes in all, as measured from the resident memory of a process
+/// holding 20 000 entries (tests/memory_budget.rs).
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + std::mem::size_of::<Cached>() + 480;
 
 impl Entry {
     pub(crate) fn new(
         cached: Arc<Cached>,
         value: Box<dyn Any + Send + Sync>,
         all_inputs: InputDigest,
+        value_size: usize,
+        now: i128,
     ) -> Self {
         let expires = cached.expiration.map_or(i128::MAX, crate::context::instant);
+        let bytes = ENTRY_OVERHEAD + value_size + 64 * cached.hashed_inputs.iter().count();
         Entry {
             cached,
             value,
             expires,
             all_inputs,
+            bytes,
+            used: AtomicI64::new(crate::context::saturate(now)),
         }
     }
 
@@ -121,6 +282,7 @@ impl Entry {
 pub(crate) struct KeyCache {
     candidates: RwLock<Candidates>,
     flights: Mutex<HashMap<u64, Arc<Flight>, BuildFingerprint>>,
+    usage: Arc<Usage>,
 }
 
 #[derive(Default)]
@@ -229,6 +391,22 @@ impl KeyCache {
         parameters: &Parameters,
         now: i128,
     ) -> Lookup<T> {
+        let found = self.find_in(validator, all_inputs, inputs, parameters, now);
+        // An expired output does not outlive the lookup that met it.
+        if matches!(&found, Lookup::Miss(r) if r.expired > 0) {
+            self.prune_expired(now);
+        }
+        found
+    }
+
+    fn find_in<T: Clone + 'static>(
+        &self,
+        validator: &CacheValidator,
+        all_inputs: Option<&InputDigest>,
+        inputs: Option<&HashedInputs<'_>>,
+        parameters: &Parameters,
+        now: i128,
+    ) -> Lookup<T> {
         let candidates = read(&self.candidates);
         let mut reason = MissReason {
             validator: validator.name(),
@@ -263,7 +441,12 @@ impl KeyCache {
                 }
             }
         };
-        let hit = |entry: &Entry, v: T| Lookup::Hit(v, Arc::clone(&entry.cached));
+        let hit = |entry: &Entry, v: T| {
+            entry
+                .used
+                .store(crate::context::saturate(now), Ordering::Relaxed);
+            Lookup::Hit(v, Arc::clone(&entry.cached))
+        };
         if let (Some(all), true) = (all_inputs, validator.requires_equal_inputs()) {
             if let Some(bucket) = candidates.by_inputs.get(&fingerprint(all)) {
                 for entry in bucket {
@@ -282,10 +465,29 @@ impl KeyCache {
         Lookup::Miss(reason)
     }
 
+    fn with_usage(usage: Arc<Usage>) -> Self {
+        KeyCache {
+            usage,
+            ..KeyCache::default()
+        }
+    }
+
+    /// Accounts for entries gone.
+    fn released<'e>(&self, gone: impl IntoIterator<Item = &'e Entry>) {
+        let (mut n, mut bytes) = (0, 0);
+        for e in gone {
+            n += 1;
+            bytes += e.bytes;
+        }
+        self.usage.entries.fetch_sub(n, Ordering::Relaxed);
+        self.usage.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Forgets every candidate.
     pub(crate) fn clear(&self) {
         let mut c = write(&self.candidates);
-        c.by_inputs.clear();
+        let all = std::mem::take(&mut c.by_inputs);
+        self.released(all.values().flatten());
         c.len = 0;
     }
 
@@ -293,31 +495,89 @@ impl KeyCache {
     pub(crate) fn remove_inputs(&self, all_inputs: &InputDigest) {
         let mut c = write(&self.candidates);
         let fp = fingerprint(all_inputs);
+        let mut gone = Vec::new();
         if let Some(bucket) = c.by_inputs.get_mut(&fp) {
-            let before = bucket.len();
-            bucket.retain(|e| e.all_inputs != *all_inputs);
-            let removed = before - bucket.len();
-            c.len -= removed;
+            let (keep, drop): (Vec<Entry>, Vec<Entry>) = std::mem::take(bucket)
+                .into_iter()
+                .partition(|e| e.all_inputs != *all_inputs);
+            *bucket = keep;
+            gone = drop;
         }
+        c.len -= gone.len();
+        self.released(&gone);
+    }
+
+    /// Evicts the least recently used of a sample of candidates; false when there is
+    /// none.
+    fn evict_one(&self) -> bool {
+        const SAMPLE: usize = 32;
+        let mut c = write(&self.candidates);
+        let oldest = c
+            .by_inputs
+            .iter()
+            .flat_map(|(fp, bucket)| bucket.iter().enumerate().map(move |(i, e)| (*fp, i, e)))
+            .take(SAMPLE)
+            .min_by_key(|(_, _, e)| e.used.load(Ordering::Relaxed))
+            .map(|(fp, i, _)| (fp, i));
+        let Some((fp, i)) = oldest else {
+            return false;
+        };
+        let bucket = c.by_inputs.get_mut(&fp).expect("sampled above");
+        let gone = bucket.swap_remove(i);
+        if bucket.is_empty() {
+            c.by_inputs.remove(&fp);
+        }
+        c.len -= 1;
+        self.released([&gone]);
+        true
+    }
+
+    /// Evicts least recently used candidates until at most `max` are left (a task's
+    /// `max_entries`).
+    pub(crate) fn trim_to(&self, max: usize) {
+        while read(&self.candidates).len > max && self.evict_one() {}
+    }
+
+    /// Removes expired candidates (after a lookup that met some).
+    fn prune_expired(&self, now: i128) {
+        let mut c = write(&self.candidates);
+        let mut gone = 0;
+        let mut bytes = 0;
+        c.by_inputs.retain(|_, bucket| {
+            bucket.retain(|e| {
+                let keep = !e.is_expired(now);
+                if !keep {
+                    gone += 1;
+                    bytes += e.bytes;
+                }
+                keep
+            });
+            !bucket.is_empty()
+        });
+        c.len -= gone;
+        self.usage.entries.fetch_sub(gone, Ordering::Relaxed);
+        self.usage.bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Keeps an output; prunes expired candidates from time to time, so that the cost
     /// of pruning stays proportional to the number of inserts.
     pub(crate) fn insert(&self, entry: Entry, now: i128) {
         let fp = fingerprint(&entry.all_inputs);
+        self.usage.entries.fetch_add(1, Ordering::Relaxed);
+        self.usage.bytes.fetch_add(entry.bytes, Ordering::Relaxed);
         let mut c = write(&self.candidates);
         let bucket = c.by_inputs.entry(fp).or_default();
-        let before = bucket.len();
-        bucket.retain(|e| !e.is_expired(now));
-        let pruned = before - bucket.len();
+        let (kept, expired): (Vec<Entry>, Vec<Entry>) = std::mem::take(bucket)
+            .into_iter()
+            .partition(|e| !e.is_expired(now));
+        *bucket = kept;
         bucket.push(entry);
-        c.len = c.len + 1 - pruned;
+        c.len = c.len + 1 - expired.len();
+        self.released(&expired);
         if c.len >= c.sweep_at {
-            c.by_inputs.retain(|_, bucket| {
-                bucket.retain(|e| !e.is_expired(now));
-                !bucket.is_empty()
-            });
-            c.len = c.by_inputs.values().map(Vec::len).sum();
+            drop(c);
+            self.prune_expired(now);
+            let mut c = write(&self.candidates);
             c.sweep_at = (c.len * 2).max(64);
         }
     }

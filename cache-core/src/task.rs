@@ -36,6 +36,7 @@ pub struct TaskSpec {
     checkpoint: Option<bool>,
     trigger: Trigger,
     code_version: &'static str,
+    max_entries: Option<usize>,
     /// The process-wide cache's candidates for this task's key, looked up once.
     pub(crate) global_key: OnceLock<Arc<KeyCache>>,
 }
@@ -56,8 +57,21 @@ impl TaskSpec {
             checkpoint: None,
             trigger: Trigger::AllSuccessful,
             code_version: "",
+            max_entries: None,
             global_key: OnceLock::new(),
         }
+    }
+
+    /// Keeps at most `n` outputs of this task in memory (`max_entries = 1000`), the least
+    /// recently used evicted first.
+    pub const fn with_max_entries(mut self, n: usize) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// The most outputs of this task kept in memory, if limited.
+    pub fn max_entries(&self) -> Option<usize> {
+        self.max_entries
     }
 
     /// The version of the task's code: `#[task]` sets the SHA-256 (in hex) of the
@@ -223,6 +237,7 @@ impl std::fmt::Debug for TaskSpec {
             .field("checkpoint", &self.checkpoint)
             .field("trigger", &self.trigger)
             .field("code_version", &self.code_version)
+            .field("max_entries", &self.max_entries)
             .finish()
     }
 }

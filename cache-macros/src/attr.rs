@@ -40,6 +40,8 @@ pub struct TaskArgs {
     /// `cache_version = "3"`: a version the user manages, in place of the code's
     /// fingerprint.
     pub cache_version: Option<LitStr>,
+    /// `max_entries = 1000`: the most outputs of the task kept in memory.
+    pub max_entries: Option<(Ident, usize)>,
 }
 
 /// The settings of `#[flow(...)]`.
@@ -50,7 +52,7 @@ pub struct FlowArgs {
     pub state: Option<(Ident, syn::Expr)>,
 }
 
-const TASK_KEYS: &str = "name, cache_for, cache_validator, cache_key, max_retries, retry_delay, checkpoint, result, target, trigger, cache_version";
+const TASK_KEYS: &str = "name, cache_for, cache_validator, cache_key, max_retries, retry_delay, checkpoint, result, target, trigger, cache_version, max_entries";
 
 /// The triggers `trigger = …` takes.
 pub const TRIGGERS: [&str; 5] = [
@@ -80,6 +82,7 @@ impl Parse for TaskArgs {
                 "target" => args.target.is_some(),
                 "trigger" => args.trigger.is_some(),
                 "cache_version" => args.cache_version.is_some(),
+                "max_entries" => args.max_entries.is_some(),
                 _ => {
                     return Err(syn::Error::new(
                         key.span(),
@@ -134,6 +137,22 @@ impl Parse for TaskArgs {
                     }
                     "target" => {
                         args.target = Some(non_empty(text_value(input, "target")?, "target")?)
+                    }
+                    "max_entries" => {
+                        let lit: LitInt = input.parse().map_err(|e| {
+                            syn::Error::new(
+                                e.span(),
+                                "`max_entries` takes a whole number, as in `max_entries = 1000`",
+                            )
+                        })?;
+                        let n = lit.base10_parse::<usize>()?;
+                        if n == 0 {
+                            return Err(syn::Error::new(
+                                lit.span(),
+                                "`max_entries = 0` would keep nothing: leave `cache_for` out instead",
+                            ));
+                        }
+                        args.max_entries = Some((key.clone(), n));
                     }
                     "cache_version" => {
                         args.cache_version = Some(non_empty(

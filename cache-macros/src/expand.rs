@@ -202,6 +202,9 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
         }
     };
     spec_calls.push(quote!(.with_code_version(#version)));
+    if let Some((_, n)) = &args.max_entries {
+        spec_calls.push(quote!(.with_max_entries(#n)));
+    }
     if let Some((key, which)) = &args.trigger {
         let variant = match which.to_string().as_str() {
             "manual_only" => quote!(ManualOnly),

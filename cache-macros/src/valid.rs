@@ -25,6 +25,13 @@ pub fn check_task(args: &TaskArgs, func: &Function) -> syn::Result<()> {
                 "`cache_key` has no effect without `cache_for`: add `cache_for = \"1h\"` (how long outputs stay cached)".into(),
             );
         }
+        if let Some((key, _)) = &args.max_entries {
+            err(
+                &mut errors,
+                key.span(),
+                "`max_entries` has no effect without `cache_for`: add `cache_for = \"1h\"` (how long outputs stay cached)".into(),
+            );
+        }
     }
     if let Some(delay) = &args.retry_delay {
         if args.max_retries.as_ref().is_none_or(|(_, n)| *n == 0) {
