@@ -11,12 +11,19 @@
 //! write, a [`Slot`] to read into, through `erased_serde`), so a backend chosen at run
 //! time (`Arc<dyn ResultBackend>`, say for a scope with `Context::with_result`) serves
 //! tasks of every output type. [`ResultBackendExt`] gives the typed `read` and `write`.
+//!
+//! Tools that walk a store without knowing the types in it (the `taskcache` command) use
+//! the trait's byte-level methods: [`ResultBackend::list_entries`],
+//! [`ResultBackend::read_header`], [`ResultBackend::verify`], [`ResultBackend::remove`],
+//! [`ResultBackend::list_all_records`] and the record-entry methods beside them.
 
+use crate::header::Header;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 /// A location inside a backend's root: a relative path that cannot leave it.
 ///
@@ -314,6 +321,20 @@ pub enum ResultError {
     /// The location is not valid (see [`Location`]).
     #[error(transparent)]
     Location(#[from] LocationError),
+    /// The backend does not implement this operation (a byte-level one such as
+    /// [`ResultBackend::list_entries`], which a backend of one's own may leave out).
+    #[error(
+        "{backend} cannot {operation}; implement `ResultBackend::{method}` for it, or use \
+         a `LocalResult`, `MemoryResult` or `ObjectStoreResult`"
+    )]
+    Unsupported {
+        /// The backend, as [`ResultBackend::describe`] names it.
+        backend: String,
+        /// What was asked, in words (`list its results`).
+        operation: &'static str,
+        /// The trait method to implement.
+        method: &'static str,
+    },
     /// A remote store (object storage) failed or could not be set up (see
     /// [`RemoteError`]). For the runtime a failed read is a miss (the task runs) and a
     /// failed write is the state's `persist_error` (the value is still returned).
@@ -354,6 +375,53 @@ impl fmt::Debug for PayloadDigest {
 impl fmt::Display for PayloadDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// One stored result, as [`ResultBackend::list_entries`] lists it: where it is, how
+/// large, when it was last written. Nothing is read from inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultEntry {
+    /// Its location.
+    pub location: Location,
+    /// Its size in bytes, header included (0 for something that is not a regular file,
+    /// such as a FIFO, which [`ResultBackend::verify`] reports).
+    pub size: u64,
+    /// When it was last written, when the backend knows.
+    pub modified: Option<SystemTime>,
+}
+
+/// One stored cache record, as [`ResultBackend::list_all_records`] lists it, without
+/// reading it: what [`ResultBackend::read_record_entry`] and
+/// [`ResultBackend::remove_record_entry`] take.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordEntry {
+    /// The cache key it is stored under, when the backend can tell it from the record's
+    /// name; `None` when the key is too long to be kept in a name (a backend may store
+    /// such a key under its digest): the record's own `cache_key` says it.
+    pub key: Option<String>,
+    /// The record's id under its key.
+    pub id: String,
+    /// The backend's name of the record, relative to where it keeps records
+    /// (`<encoded key>/<encoded id>.rec` for `LocalResult`): what identifies it when
+    /// `key` is `None`.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, when the backend knows.
+    pub modified: Option<SystemTime>,
+}
+
+/// The error of a byte-level operation `backend` does not implement.
+fn unsupported<B: ResultBackend + ?Sized>(
+    backend: &B,
+    operation: &'static str,
+    method: &'static str,
+) -> ResultError {
+    ResultError::Unsupported {
+        backend: backend.describe(),
+        operation,
+        method,
     }
 }
 
@@ -614,4 +682,110 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// When it cannot be removed.
     fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError>;
+
+    // Byte-level access, for tools that list, check and prune a store without knowing
+    // the Rust types of what it holds (the `taskcache` command). None of these decodes
+    // a value.
+
+    /// Every stored result: not the cache records, lock files or temporary files the
+    /// backend keeps beside them. In no particular order.
+    ///
+    /// # Errors
+    /// [`ResultError::Unsupported`] by default; others when the store cannot be listed.
+    fn list_entries(&self) -> Result<Vec<ResultEntry>, ResultError> {
+        Err(unsupported(self, "list its results", "list_entries"))
+    }
+
+    /// The header of the result at `location` (serializer id, type fingerprint, payload
+    /// length and digest), read without reading the payload.
+    ///
+    /// # Errors
+    /// [`ResultError::NotFound`] when nothing is there, [`ResultError::Corrupt`] when it
+    /// does not start with a header this version reads; [`ResultError::Unsupported`] by
+    /// default.
+    fn read_header(&self, location: &Location) -> Result<Header, ResultError> {
+        let _ = location;
+        Err(unsupported(self, "read a result's header", "read_header"))
+    }
+
+    /// Checks the result at `location` without decoding it: its header, that the
+    /// payload is as long as the header says, and the payload's SHA-256, streaming.
+    /// Returns the header.
+    ///
+    /// # Errors
+    /// [`ResultError::NotFound`] when nothing is there, [`ResultError::Corrupt`] when it
+    /// is damaged (or not a regular file); [`ResultError::Unsupported`] by default.
+    fn verify(&self, location: &Location) -> Result<Header, ResultError> {
+        let _ = location;
+        Err(unsupported(self, "verify a result", "verify"))
+    }
+
+    /// Removes the result at `location`; nothing there is not an error. A later read
+    /// finds nothing (a miss, never a part of the value): with `LocalResult` a reader
+    /// that has already opened the file still reads it whole.
+    ///
+    /// # Errors
+    /// When it cannot be removed; [`ResultError::Unsupported`] by default.
+    fn remove(&self, location: &Location) -> Result<(), ResultError> {
+        let _ = location;
+        Err(unsupported(self, "remove a result", "remove"))
+    }
+
+    /// Every stored cache record, under every key, without reading them.
+    ///
+    /// # Errors
+    /// [`ResultError::Unsupported`] by default; others when they cannot be listed.
+    fn list_all_records(&self) -> Result<Vec<RecordEntry>, ResultError> {
+        Err(unsupported(
+            self,
+            "list its cache records",
+            "list_all_records",
+        ))
+    }
+
+    /// The bytes of a listed record (as [`get_record`](Self::get_record) returns them,
+    /// verified); `None` when it is gone. By default through `get_record`, which needs
+    /// the entry's `key`.
+    ///
+    /// # Errors
+    /// [`ResultError::Corrupt`] for a damaged record, others when it cannot be read.
+    fn read_record_entry(&self, entry: &RecordEntry) -> Result<Option<Vec<u8>>, ResultError> {
+        match &entry.key {
+            Some(key) => self.get_record(key, &entry.id),
+            None => Err(unsupported(
+                self,
+                "read a record by its name",
+                "read_record_entry",
+            )),
+        }
+    }
+
+    /// Removes a listed record; one already gone is not an error. By default through
+    /// [`remove_record`](Self::remove_record), which needs the entry's `key`.
+    ///
+    /// # Errors
+    /// When it cannot be removed.
+    fn remove_record_entry(&self, entry: &RecordEntry) -> Result<(), ResultError> {
+        match &entry.key {
+            Some(key) => self.remove_record(key, &entry.id),
+            None => Err(unsupported(
+                self,
+                "remove a record by its name",
+                "remove_record_entry",
+            )),
+        }
+    }
+
+    /// Removes what writers and lock holders that died left behind: temporary files
+    /// and lock files that nobody holds and that were last written at least
+    /// `older_than` ago. Returns how many were removed. Safe beside live writers and
+    /// lock holders, in this process or others. By default nothing (a store without
+    /// such leftovers).
+    ///
+    /// # Errors
+    /// When the store cannot be listed.
+    fn remove_stale(&self, older_than: std::time::Duration) -> Result<usize, ResultError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }

@@ -23,6 +23,10 @@
 //! - [`format`](mod@format): the file format (a header with the type's fingerprint and
 //!   the payload's SHA-256), atomic writes, verified streaming reads.
 //!
+//! Every backend here also lists, checks and removes what it stores without decoding it
+//! ([`ResultBackend::list_entries`], [`ResultBackend::verify`], …): what the `taskcache`
+//! command (package `taskcache-cli`) uses.
+//!
 //! The backend trait, [`Location`] and the errors are defined in `taskcache_core::result`
 //! and re-exported here.
 
@@ -36,7 +40,7 @@ mod memory;
 mod object;
 mod serializers;
 
-pub use local::LocalResult;
+pub use local::{LocalResult, Pruned};
 pub use memory::MemoryResult;
 #[cfg(feature = "azure")]
 pub use object::AzureResult;
@@ -49,8 +53,15 @@ pub use object::{object_store, ObjectStoreResult};
 #[cfg(feature = "zstd")]
 pub use serializers::Zstd;
 pub use serializers::{BincodeSerializer, JsonSerializer};
+/// The header every stored result starts with, as [`ResultBackend::read_header`] and
+/// [`ResultBackend::verify`] return it.
+pub use taskcache_core::header::Header;
+/// What a persisted cache record says (task, cache key, location, result digest, code
+/// version, expiry), read from the bytes [`ResultBackend::read_record_entry`] returns:
+/// for tools that list and prune a store.
+pub use taskcache_core::persist::RecordInfo;
 pub use taskcache_core::result::{
-    Location, LocationError, LocationLock, PayloadDigest, RemoteError, ResultBackend,
-    ResultBackendExt, ResultError, SerializeError, Serializer, Slot, TypedSlot, Value, ValueType,
-    Visit,
+    Location, LocationError, LocationLock, PayloadDigest, RecordEntry, RemoteError, ResultBackend,
+    ResultBackendExt, ResultEntry, ResultError, SerializeError, Serializer, Slot, TypedSlot, Value,
+    ValueType, Visit,
 };

@@ -3,13 +3,17 @@
 use crate::format;
 use crate::serializers::BincodeSerializer;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use taskcache_core::header::{Header, HEADER_LEN};
+use taskcache_core::persist::RecordInfo;
 use taskcache_core::result::{
-    Location, LocationError, LocationLock, PayloadDigest, ResultBackend, ResultError, Serializer,
-    Slot, Value,
+    Location, LocationError, LocationLock, PayloadDigest, RecordEntry, ResultBackend, ResultEntry,
+    ResultError, Serializer, Slot, Value,
 };
 
 /// Stores results as files under a directory, as Prefect's `LocalResult(dir=…)`.
@@ -30,7 +34,15 @@ use taskcache_core::result::{
 /// Only regular files are read: a FIFO, device or directory in place of a result, a
 /// record or a lock file is a miss (or runs the task without the lock), never waited
 /// on. Symbolic links inside the directory are followed, also out of it: the directory
-/// is trusted to be the user's own.
+/// is trusted to be the user's own. (Listing the results, as the `taskcache` command
+/// does, follows a link to a file but does not enter a linked directory.)
+///
+/// **Disk budget.** [`with_max_bytes`](LocalResult::with_max_bytes) and
+/// [`with_max_age`](LocalResult::with_max_age) keep the directory within a size and an
+/// age: after a write (at most once every two seconds per directory in a process,
+/// never on a read) the least recently written results are removed, oldest first,
+/// with the cache records that point at them. A reader that has opened a file still
+/// reads it whole; one that comes after the removal finds nothing, a miss.
 ///
 /// ```
 /// use taskcache::results::{JsonSerializer, LocalResult};
@@ -45,7 +57,31 @@ pub struct LocalResult<S = BincodeSerializer> {
     location: Option<String>,
     serializer: S,
     verified: Arc<Mutex<HashMap<PathBuf, Stamp>>>,
+    budget: Budget,
 }
+
+/// How much a result's directory may hold, and for how long (none: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Budget {
+    max_bytes: Option<u64>,
+    max_age: Option<Duration>,
+}
+
+/// What [`LocalResult::prune`] removed, and what it kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// The results removed.
+    pub results: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The cache records removed with them.
+    pub records: usize,
+    /// The bytes of the results left.
+    pub kept_bytes: u64,
+}
+
+/// A directory is pruned at most this often by writes in one process.
+const PRUNE_EVERY: Duration = Duration::from_secs(2);
 
 /// Large files whose checksum this process has verified are not hashed again while
 /// their [`Stamp`] stays the same.
@@ -91,6 +127,7 @@ impl LocalResult {
             location: None,
             serializer: BincodeSerializer,
             verified: Arc::default(),
+            budget: Budget::default(),
         }
     }
 }
@@ -111,7 +148,148 @@ impl<S: Serializer> LocalResult<S> {
             location: self.location,
             serializer,
             verified: Arc::default(),
+            budget: self.budget,
         }
+    }
+
+    /// Keeps the results under the directory within `bytes` in all: after a write, the
+    /// least recently written results are removed, oldest first (by modification
+    /// time), until the rest fit. The result just written is always kept, even alone
+    /// over the budget. The cache records of removed results are removed with them.
+    ///
+    /// Pruning walks the directory, so it runs at most once every two seconds per
+    /// directory in a process (the directory may be over its budget in between), and
+    /// never on a read. Cache records, lock files and temporary files are not counted.
+    /// [`prune`](LocalResult::prune) prunes at once.
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.budget.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Removes results last written longer than `age` ago, with their cache records,
+    /// when a write prunes (see [`with_max_bytes`](LocalResult::with_max_bytes)).
+    pub fn with_max_age(mut self, age: Duration) -> Self {
+        self.budget.max_age = Some(age);
+        self
+    }
+
+    /// Prunes the directory now to the budget set with
+    /// [`with_max_bytes`](LocalResult::with_max_bytes) and
+    /// [`with_max_age`](LocalResult::with_max_age) (nothing without one), whenever it
+    /// last did. Writes call it themselves.
+    ///
+    /// A file rewritten since the directory was listed is left alone. A file that
+    /// cannot be removed is logged and skipped.
+    ///
+    /// # Errors
+    /// When the directory or its records cannot be listed.
+    pub fn prune(&self) -> Result<Pruned, ResultError> {
+        self.prune_except(None)
+    }
+
+    /// Prunes, keeping `keep` whatever its age.
+    fn prune_except(&self, keep: Option<&Location>) -> Result<Pruned, ResultError> {
+        let mut pruned = Pruned::default();
+        if self.budget == Budget::default() {
+            return Ok(pruned);
+        }
+        let now = SystemTime::now();
+        let mut entries = self.list_entries()?;
+        // Oldest first; a file whose time is unknown counts as new.
+        entries.sort_by_key(|e| e.modified.unwrap_or(now));
+        let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        let mut removed = HashSet::new();
+        for entry in &entries {
+            if Some(&entry.location) == keep {
+                continue;
+            }
+            let too_old = self.budget.max_age.is_some_and(|max| {
+                entry
+                    .modified
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|age| age > max)
+            });
+            let over = self.budget.max_bytes.is_some_and(|max| total > max);
+            if !too_old && !over {
+                // Every later entry is younger, and the total only shrinks.
+                break;
+            }
+            match self.remove_unchanged(entry) {
+                Ok(true) => {
+                    total -= entry.size;
+                    pruned.results += 1;
+                    pruned.bytes += entry.size;
+                    removed.insert(entry.location.as_str().to_owned());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot prune a result")
+                }
+            }
+        }
+        pruned.kept_bytes = total;
+        if !removed.is_empty() {
+            pruned.records = self.remove_records_of(&removed)?;
+            tracing::debug!(dir = %self.dir.display(), ?pruned, "pruned to the disk budget");
+        }
+        Ok(pruned)
+    }
+
+    /// Removes a listed result unless it was rewritten since it was listed; whether it
+    /// removed it.
+    fn remove_unchanged(&self, entry: &ResultEntry) -> Result<bool, ResultError> {
+        let path = self.path(&entry.location)?;
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if missing(&e) => return Ok(false),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if meta.is_dir() || meta.len() != entry.size || meta.modified().ok() != entry.modified {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                self.forget(&path);
+                Ok(true)
+            }
+            Err(e) if missing(&e) => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Removes the cache records that point at one of the `locations`; how many.
+    fn remove_records_of(&self, locations: &HashSet<String>) -> Result<usize, ResultError> {
+        let mut removed = 0;
+        for entry in self.list_all_records()? {
+            let Ok(Some(bytes)) = self.read_record_entry(&entry) else {
+                continue;
+            };
+            let points_at_removed =
+                RecordInfo::parse(&bytes).is_some_and(|r| locations.contains(&r.location));
+            if points_at_removed && self.remove_record_entry(&entry).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Forgets that `path` was verified.
+    fn forget(&self, path: &Path) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+    }
+
+    /// The file of a listed record, refusing names that leave the records' directory.
+    fn record_entry_path(&self, entry: &RecordEntry) -> Result<PathBuf, ResultError> {
+        let (key, file) = record_name_parts(&entry.name).ok_or_else(|| {
+            ResultError::Location(LocationError {
+                location: entry.name.clone(),
+                reason: "a record's name is `<encoded key>/<encoded id>.rec`",
+            })
+        })?;
+        Ok(self.dir.join(RECORDS).join(key).join(file))
     }
 
     /// The directory results are stored under, `~` expanded.
@@ -320,6 +498,285 @@ fn lock_file(path: PathBuf) -> Result<HeldLock, ResultError> {
 /// How many times [`lock_file`] starts again on a replaced lock file before it gives up.
 const LOCK_TRIES: u32 = 1000;
 
+/// Whether a write to `dir` should prune it now: at most once every [`PRUNE_EVERY`] per
+/// directory in this process.
+fn prune_due(dir: &Path) -> bool {
+    static LAST: Mutex<Option<HashMap<PathBuf, Instant>>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let last = last.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    match last.get(dir) {
+        Some(at) if now.duration_since(*at) < PRUNE_EVERY => false,
+        _ => {
+            last.insert(dir.to_path_buf(), now);
+            true
+        }
+    }
+}
+
+/// Whether `name` is one of the temporary files writes go through (`.tmp-….taskcache`).
+fn is_temp(name: &str) -> bool {
+    name.starts_with(".tmp-") && name.ends_with(".taskcache")
+}
+
+/// The cache key a records directory was named after ([`encode_key`]); `None` for a
+/// long key stored under its digest, or a name `encode_key` cannot have made.
+pub(crate) fn decode_key(name: &str) -> Option<String> {
+    if name.starts_with("sha256-") || !name.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..name.len())
+        .step_by(2)
+        .map(|i| {
+            name.get(i..i + 2)
+                .filter(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// The two parts of a record's name, `<encoded key>/<file>`, when it is one that stays
+/// inside the records' directory.
+pub(crate) fn record_name_parts(name: &str) -> Option<(&str, &str)> {
+    let (key, file) = name.split_once('/')?;
+    let fine =
+        |p: &str| !p.is_empty() && p != "." && p != ".." && !p.contains(['/', '\\', '\0', ':']);
+    (fine(key) && fine(file)).then_some((key, file))
+}
+
+/// A listed record file `file` in the records directory `key_dir`: its key (when the
+/// name tells it) and id; `None` for a file that is not a record.
+pub(crate) fn record_entry(
+    key_dir: &str,
+    file: &str,
+    size: u64,
+    modified: Option<SystemTime>,
+) -> Option<RecordEntry> {
+    if is_temp(file) {
+        return None;
+    }
+    let id = file.strip_suffix(".rec").and_then(decode_id)?;
+    Some(RecordEntry {
+        key: decode_key(key_dir),
+        id,
+        name: format!("{key_dir}/{file}"),
+        size,
+        modified,
+    })
+}
+
+/// The header of a stored result, checked against its length `len` (`path` is for
+/// messages); the payload is not read.
+fn read_header_from(input: &mut impl Read, len: u64, path: &Path) -> Result<Header, ResultError> {
+    let corrupt = |reason: String| ResultError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if len < HEADER_LEN as u64 {
+        return Err(corrupt(format!(
+            "{len} bytes, shorter than the {HEADER_LEN}-byte header"
+        )));
+    }
+    let mut head = [0u8; HEADER_LEN];
+    input.read_exact(&mut head).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            corrupt("it ended inside its header while it was read".into())
+        } else {
+            io(path)(e)
+        }
+    })?;
+    parse_header(&head, len, path)
+}
+
+/// Parses a header and checks its payload length against the stored length `len`.
+pub(crate) fn parse_header(
+    head: &[u8; HEADER_LEN],
+    len: u64,
+    path: &Path,
+) -> Result<Header, ResultError> {
+    let header = Header::parse(head, path)?;
+    let payload = len - HEADER_LEN as u64;
+    if header.len != payload {
+        return Err(ResultError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the header claims {} payload bytes but {payload} follow it",
+                header.len
+            ),
+        });
+    }
+    Ok(header)
+}
+
+/// The buffer [`verify_stream`] hashes through.
+const VERIFY_BUFFER: usize = 256 << 10;
+
+/// Verifies a stored result read from `input`, whose length is `len`, without decoding
+/// it: its header, its length, and its payload's SHA-256, streaming (`path` is for
+/// messages). What `verify` does, for every backend.
+pub(crate) fn verify_stream(
+    input: &mut impl Read,
+    len: u64,
+    path: &Path,
+) -> Result<Header, ResultError> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let header = read_header_from(input, len, path)?;
+    let digest = BUFFER.with_borrow_mut(|buffer| {
+        if buffer.is_empty() {
+            buffer.resize(VERIFY_BUFFER, 0);
+        }
+        let mut hasher = Sha256::new();
+        let mut left = header.len;
+        while left > 0 {
+            let want = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match input.read(&mut buffer[..want]) {
+                Ok(0) => {
+                    return Err(ResultError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: "it ended before its header's length while it was read".into(),
+                    })
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(path)(e)),
+            };
+            hasher.update(&buffer[..n]);
+            left -= n as u64;
+        }
+        Ok(<[u8; 32]>::from(hasher.finalize()))
+    })?;
+    if digest != header.digest {
+        return Err(ResultError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "checksum mismatch: the payload is not what was written".into(),
+        });
+    }
+    Ok(header)
+}
+
+/// What [`walk`] hands each entry to.
+type Visit<'a> =
+    dyn FnMut(&str, &std::fs::DirEntry, std::fs::FileType) -> Result<(), ResultError> + 'a;
+
+/// Every entry under `root` that is not a directory, depth first, with its path
+/// relative to `root` (`/`-separated). Names that are not UTF-8 cannot be locations
+/// and are skipped; a directory is entered when `enter` says so for its relative path;
+/// symbolic links are handed over as they are. A `root` that does not exist holds
+/// nothing.
+fn walk(
+    root: &Path,
+    enter: &dyn Fn(&str) -> bool,
+    visit: &mut Visit<'_>,
+) -> Result<(), ResultError> {
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // Not there (yet, or any more): nothing under it.
+            Err(e) if missing(&e) => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                tracing::debug!(path = %entry.path().display(), "a name that is not UTF-8 is not a location; skipped");
+                continue;
+            };
+            let rel = if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let file_type = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) if missing(&e) => continue,
+                Err(e) => return Err(io(&entry.path())(e)),
+            };
+            if file_type.is_dir() {
+                if enter(&rel) {
+                    stack.push((entry.path(), rel));
+                }
+                continue;
+            }
+            visit(&rel, &entry, file_type)?;
+        }
+    }
+    Ok(())
+}
+
+/// The metadata of a listed entry: a symbolic link's target's (`None` for a link to a
+/// directory or to nothing), else the entry's own.
+fn entry_metadata(
+    entry: &std::fs::DirEntry,
+    file_type: std::fs::FileType,
+) -> Result<Option<std::fs::Metadata>, ResultError> {
+    let meta = if file_type.is_symlink() {
+        std::fs::metadata(entry.path())
+    } else {
+        entry.metadata()
+    };
+    match meta {
+        Ok(m) if m.is_dir() => Ok(None),
+        Ok(m) => Ok(Some(m)),
+        Err(e) if missing(&e) => Ok(None),
+        Err(e) => Err(io(&entry.path())(e)),
+    }
+}
+
+/// Removes the file at `path` if it is a regular file last written at least
+/// `older_than` ago that no process holds locked; whether it did.
+fn remove_if_stale(path: &Path, older_than: Duration) -> bool {
+    let Ok(Some((file, meta))) = format::open_regular(path) else {
+        return false;
+    };
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age >= older_than);
+    if !old || file.try_lock().is_err() {
+        return false;
+    }
+    // Still the file opened (not renamed into place, or replaced, meanwhile)? Removed
+    // while locked, as a lock's holder removes its lock file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let same = std::fs::symlink_metadata(path)
+            .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+        same && std::fs::remove_file(path).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        drop(file);
+        false
+    }
+}
+
+/// Reads and verifies the record file at `path`; `None` when there is none.
+fn read_record_file(path: PathBuf) -> Result<Option<Vec<u8>>, ResultError> {
+    let Some((mut file, meta)) = format::open_regular(&path)? else {
+        return Ok(None);
+    };
+    let len = meta.len();
+    if len > MAX_RECORD {
+        return Err(ResultError::Corrupt {
+            path,
+            reason: format!("{len} bytes, larger than any cache record ({MAX_RECORD})"),
+        });
+    }
+    let mut stored = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_RECORD), &mut stored)
+        .map_err(io(&path))?;
+    format::decode_blob(&stored, RECORD_KIND, &path).map(Some)
+}
+
 fn missing(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
@@ -395,7 +852,13 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         value: Value<'_>,
         location: &Location,
     ) -> Result<PayloadDigest, ResultError> {
-        format::write_file(value, &self.serializer, &self.path(location)?)
+        let digest = format::write_file(value, &self.serializer, &self.path(location)?)?;
+        if self.budget != Budget::default() && prune_due(&self.dir) {
+            if let Err(e) = self.prune_except(Some(location)) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot prune to the disk budget");
+            }
+        }
+        Ok(digest)
     }
 
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
@@ -417,21 +880,7 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
     }
 
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
-        let path = self.record_path(key, id);
-        let Some((mut file, meta)) = format::open_regular(&path)? else {
-            return Ok(None);
-        };
-        let len = meta.len();
-        if len > MAX_RECORD {
-            return Err(ResultError::Corrupt {
-                path,
-                reason: format!("{len} bytes, larger than any cache record ({MAX_RECORD})"),
-            });
-        }
-        let mut stored = Vec::with_capacity(len as usize);
-        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_RECORD), &mut stored)
-            .map_err(io(&path))?;
-        format::decode_blob(&stored, RECORD_KIND, &path).map(Some)
+        read_record_file(self.record_path(key, id))
     }
 
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
@@ -459,12 +908,118 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
     }
 
     fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
-        let path = self.record_path(key, id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if missing(&e) => Ok(()),
-            Err(e) => Err(io(&path)(e)),
-        }
+        remove_file_if_there(&self.record_path(key, id))
+    }
+
+    fn list_entries(&self) -> Result<Vec<ResultEntry>, ResultError> {
+        let mut entries = Vec::new();
+        // The result's own directories are not entered: `.locks`, `.taskcache-records`.
+        let enter = |rel: &str| rel != LOCKS && rel != RECORDS;
+        walk(&self.dir, &enter, &mut |rel, entry, file_type| {
+            let name = entry.file_name();
+            if name.to_str().is_some_and(is_temp) || rel.contains('\\') {
+                return Ok(());
+            }
+            let Some(meta) = entry_metadata(entry, file_type)? else {
+                return Ok(());
+            };
+            // A name `Location` refuses (`C:x`) is not one a location can have made.
+            let Ok(location) = Location::new(rel) else {
+                return Ok(());
+            };
+            entries.push(ResultEntry {
+                location,
+                size: if meta.is_file() { meta.len() } else { 0 },
+                modified: meta.modified().ok(),
+            });
+            Ok(())
+        })?;
+        Ok(entries)
+    }
+
+    fn read_header(&self, location: &Location) -> Result<Header, ResultError> {
+        let path = self.path(location)?;
+        let Some((mut file, meta)) = format::open_regular(&path)? else {
+            return Err(ResultError::NotFound {
+                location: location.clone(),
+            });
+        };
+        read_header_from(&mut file, meta.len(), &path)
+    }
+
+    fn verify(&self, location: &Location) -> Result<Header, ResultError> {
+        let path = self.path(location)?;
+        let Some((mut file, meta)) = format::open_regular(&path)? else {
+            return Err(ResultError::NotFound {
+                location: location.clone(),
+            });
+        };
+        verify_stream(&mut file, meta.len(), &path)
+    }
+
+    fn remove(&self, location: &Location) -> Result<(), ResultError> {
+        let path = self.path(location)?;
+        remove_file_if_there(&path)?;
+        self.forget(&path);
+        Ok(())
+    }
+
+    fn list_all_records(&self) -> Result<Vec<RecordEntry>, ResultError> {
+        let mut records = Vec::new();
+        let root = self.dir.join(RECORDS);
+        // `<encoded key>/<encoded id>.rec`: one level of directories.
+        let enter = |rel: &str| !rel.contains('/');
+        walk(&root, &enter, &mut |rel, entry, file_type| {
+            let Some((key_dir, file)) = rel.split_once('/') else {
+                return Ok(());
+            };
+            let Some(meta) = entry_metadata(entry, file_type)? else {
+                return Ok(());
+            };
+            let size = if meta.is_file() { meta.len() } else { 0 };
+            records.extend(record_entry(key_dir, file, size, meta.modified().ok()));
+            Ok(())
+        })?;
+        Ok(records)
+    }
+
+    fn read_record_entry(&self, entry: &RecordEntry) -> Result<Option<Vec<u8>>, ResultError> {
+        read_record_file(self.record_entry_path(entry)?)
+    }
+
+    fn remove_record_entry(&self, entry: &RecordEntry) -> Result<(), ResultError> {
+        remove_file_if_there(&self.record_entry_path(entry)?)
+    }
+
+    fn remove_stale(&self, older_than: Duration) -> Result<usize, ResultError> {
+        let mut removed = 0;
+        // Lock files whose holder died, in `.locks`; temporary files anywhere.
+        let enter = |_: &str| true;
+        walk(&self.dir, &enter, &mut |rel, entry, file_type| {
+            let name = entry.file_name();
+            let name = name.to_str().unwrap_or("");
+            let lock_file = rel
+                .strip_prefix(LOCKS)
+                .and_then(|r| r.strip_prefix('/'))
+                .is_some_and(|r| !r.contains('/') && r.ends_with(".lock"));
+            if file_type.is_file()
+                && (is_temp(name) || lock_file)
+                && remove_if_stale(&entry.path(), older_than)
+            {
+                removed += 1;
+            }
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+}
+
+/// Removes the file at `path`; nothing there is not an error.
+fn remove_file_if_there(path: &Path) -> Result<(), ResultError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if missing(&e) => Ok(()),
+        Err(e) => Err(io(path)(e)),
     }
 }
 

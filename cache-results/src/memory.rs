@@ -1,14 +1,16 @@
 //! `MemoryResult`: results kept in process memory, in the same format as files.
 
 use crate::format;
-use crate::local::unique_location;
+use crate::local::{encode_id, encode_key, parse_header, unique_location, verify_stream};
 use crate::serializers::BincodeSerializer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use taskcache_core::header::{Header, HEADER_LEN};
 use taskcache_core::result::{
-    Location, LocationLock, PayloadDigest, ResultBackend, ResultError, Slot, Value,
+    Location, LocationLock, PayloadDigest, RecordEntry, ResultBackend, ResultEntry, ResultError,
+    Slot, Value,
 };
 
 /// Keeps results in process memory: the test double of [`LocalResult`](crate::LocalResult),
@@ -71,6 +73,18 @@ impl MemoryResult {
     /// Replaces the stored bytes at `location`: for tests that damage a stored value.
     pub fn set_bytes(&self, location: &Location, bytes: Vec<u8>) {
         guard(&self.shared.values).insert(location.clone(), bytes.into());
+    }
+}
+
+impl MemoryResult {
+    /// The stored bytes at `location`, shared.
+    fn stored(&self, location: &Location) -> Result<Arc<[u8]>, ResultError> {
+        guard(&self.shared.values)
+            .get(location)
+            .cloned()
+            .ok_or_else(|| ResultError::NotFound {
+                location: location.clone(),
+            })
     }
 }
 
@@ -198,5 +212,56 @@ impl ResultBackend for MemoryResult {
             }
         }
         Ok(())
+    }
+
+    fn list_entries(&self) -> Result<Vec<ResultEntry>, ResultError> {
+        Ok(guard(&self.shared.values)
+            .iter()
+            .map(|(location, bytes)| ResultEntry {
+                location: location.clone(),
+                size: bytes.len() as u64,
+                modified: None,
+            })
+            .collect())
+    }
+
+    fn read_header(&self, location: &Location) -> Result<Header, ResultError> {
+        let bytes = self.stored(location)?;
+        let path = memory_path(location);
+        let Some((head, _)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+            return Err(ResultError::Corrupt {
+                path,
+                reason: format!(
+                    "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                    bytes.len()
+                ),
+            });
+        };
+        parse_header(head, bytes.len() as u64, &path)
+    }
+
+    fn verify(&self, location: &Location) -> Result<Header, ResultError> {
+        let bytes = self.stored(location)?;
+        verify_stream(&mut &bytes[..], bytes.len() as u64, &memory_path(location))
+    }
+
+    fn remove(&self, location: &Location) -> Result<(), ResultError> {
+        guard(&self.shared.values).remove(location);
+        Ok(())
+    }
+
+    fn list_all_records(&self) -> Result<Vec<RecordEntry>, ResultError> {
+        Ok(guard(&self.shared.records)
+            .iter()
+            .flat_map(|(key, ids)| {
+                ids.iter().map(move |(id, bytes)| RecordEntry {
+                    key: Some(key.clone()),
+                    id: id.clone(),
+                    name: format!("{}/{}.rec", encode_key(key), encode_id(id)),
+                    size: bytes.len() as u64,
+                    modified: None,
+                })
+            })
+            .collect())
     }
 }

@@ -20,9 +20,10 @@ use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use taskcache_core::header::{Header, HEADER_LEN};
 use taskcache_core::result::{
-    Location, LocationError, LocationLock, PayloadDigest, RemoteError, ResultBackend, ResultError,
-    Serializer, Slot, Value,
+    Location, LocationError, LocationLock, PayloadDigest, RecordEntry, RemoteError, ResultBackend,
+    ResultEntry, ResultError, Serializer, Slot, Value,
 };
 
 pub use object_store;
@@ -491,6 +492,95 @@ impl<S: Serializer> ObjectStoreResult<S> {
         self.object([local::RECORDS, &local::encode_key(key), &name])
     }
 
+    /// The record object at `path`, verified; `None` when there is none.
+    fn get_record_object(&self, path: ObjectPath) -> Result<Option<Vec<u8>>, ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let at = path.clone();
+        let got = self.run("read", &path, async move {
+            let got = match store.get_opts(&at, Default::default()).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if got.meta.size > local::MAX_RECORD {
+                return Ok(Some(Err(got.meta.size)));
+            }
+            got.bytes().await.map(|b| Some(Ok(b)))
+        })?;
+        let shown = PathBuf::from(self.shown(&path));
+        match got {
+            None => Ok(None),
+            Some(Err(len)) => Err(ResultError::Corrupt {
+                path: shown,
+                reason: format!(
+                    "{len} bytes, larger than any cache record ({})",
+                    local::MAX_RECORD
+                ),
+            }),
+            Some(Ok(bytes)) => format::decode_blob(&bytes, local::RECORD_KIND, &shown).map(Some),
+        }
+    }
+
+    /// The metadata of every object under `folder` (everything, for `None`).
+    fn list_under(
+        &self,
+        folder: Option<ObjectPath>,
+    ) -> Result<Vec<object_store::ObjectMeta>, ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let shown = folder.clone().unwrap_or_default();
+        self.run("list", &shown, async move {
+            let mut listed = store.list(folder.as_ref());
+            let mut metas = Vec::new();
+            while let Some(meta) = listed.next().await {
+                metas.push(meta?);
+            }
+            Ok(metas)
+        })
+    }
+
+    /// The segments of `object` under the prefix.
+    fn segments_under_prefix(&self, object: &ObjectPath) -> Vec<String> {
+        let skip = self.prefix.as_ref().map_or(0, Vec::len);
+        object
+            .parts()
+            .skip(skip)
+            .map(|p| p.as_ref().to_owned())
+            .collect()
+    }
+
+    /// The prefix's folder, `None` for the whole store.
+    fn prefix_folder(&self) -> Result<Option<ObjectPath>, ResultError> {
+        let empty = self.prefix.as_ref().is_ok_and(Vec::is_empty);
+        if empty {
+            Ok(None)
+        } else {
+            self.object(std::iter::empty()).map(Some)
+        }
+    }
+
+    /// Deletes `path`; nothing there is not an error.
+    fn delete(&self, path: &ObjectPath) -> Result<(), ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let at = path.clone();
+        self.run("remove", path, async move {
+            match store.delete(&at).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    /// The object of a listed record, refusing names that leave the records' folder.
+    fn record_entry_object(&self, entry: &RecordEntry) -> Result<ObjectPath, ResultError> {
+        let (key, file) = local::record_name_parts(&entry.name).ok_or_else(|| {
+            ResultError::Location(LocationError {
+                location: entry.name.clone(),
+                reason: "a record's name is `<encoded key>/<encoded id>.rec`",
+            })
+        })?;
+        self.object([local::RECORDS, key, file])
+    }
+
     /// Runs `future` on the I/O runtime and waits for it (see `bridge`).
     fn run<F, T>(
         &self,
@@ -530,57 +620,73 @@ fn build(
             // own SHA-256, verified on every read, and TLS protects it in transit, so
             // SigV4's payload hash would only hash every byte a second time (about 50 ms
             // of CPU per 64 MiB). The request itself is still signed.
-            let mut builder = AmazonS3Builder::from_env()
+            let builder = AmazonS3Builder::from_env()
                 .with_url(bucket)
                 .with_retry(retry)
                 .with_unsigned_payload(true);
-            for (key, value) in options {
-                let key: AmazonS3ConfigKey = key.parse().map_err(|e| format!("{e}"))?;
-                builder = builder.with_config(key, value);
-            }
-            let store = Arc::new(builder.build().map_err(|e| e.to_string())?);
-            Ok(Stores {
-                store: Arc::clone(&store) as _,
-                multipart: Some(store),
-            })
+            let builder = configure(builder, options, |b, k: AmazonS3ConfigKey, v| {
+                b.with_config(k, v)
+            })?;
+            stores(builder.build())
         }
         #[cfg(feature = "gcp")]
         Cloud::Gcs => {
             use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let mut builder = GoogleCloudStorageBuilder::from_env()
+            let builder = GoogleCloudStorageBuilder::from_env()
                 .with_url(bucket)
                 .with_retry(retry);
-            for (key, value) in options {
-                let key: GoogleConfigKey = key.parse().map_err(|e| format!("{e}"))?;
-                builder = builder.with_config(key, value);
-            }
-            let store = Arc::new(builder.build().map_err(|e| e.to_string())?);
-            Ok(Stores {
-                store: Arc::clone(&store) as _,
-                multipart: Some(store),
-            })
+            let builder = configure(builder, options, |b, k: GoogleConfigKey, v| {
+                b.with_config(k, v)
+            })?;
+            stores(builder.build())
         }
         #[cfg(feature = "azure")]
         Cloud::Azure => {
             use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-            let mut builder = MicrosoftAzureBuilder::from_env()
+            let builder = MicrosoftAzureBuilder::from_env()
                 .with_url(bucket)
                 .with_retry(retry);
-            for (key, value) in options {
-                let key: AzureConfigKey = key.parse().map_err(|e| format!("{e}"))?;
-                builder = builder.with_config(key, value);
-            }
-            let store = Arc::new(builder.build().map_err(|e| e.to_string())?);
-            Ok(Stores {
-                store: Arc::clone(&store) as _,
-                multipart: Some(store),
-            })
+            let builder = configure(builder, options, |b, k: AzureConfigKey, v| {
+                b.with_config(k, v)
+            })?;
+            stores(builder.build())
         }
         #[allow(unreachable_patterns)]
         _ => Err(format!(
             "taskcache was built without the cargo feature for {cloud:?} storage"
         )),
     }
+}
+
+/// Applies the `with_option` pairs to a store's builder, each key parsed as the store's
+/// configuration key type.
+#[allow(dead_code)] // used by the cloud stores, each behind its feature
+fn configure<B, K>(
+    mut builder: B,
+    options: &[(String, String)],
+    set: impl Fn(B, K, &str) -> B,
+) -> Result<B, String>
+where
+    K: std::str::FromStr,
+    K::Err: fmt::Display,
+{
+    for (key, value) in options {
+        let key: K = key.parse().map_err(|e| format!("{e}"))?;
+        builder = set(builder, key, value);
+    }
+    Ok(builder)
+}
+
+/// A built cloud store, with its multipart API.
+#[allow(dead_code)] // used by the cloud stores, each behind its feature
+fn stores<T: ObjectStore + MultipartStore>(
+    built: object_store::Result<T>,
+) -> Result<Stores, String> {
+    let store = Arc::new(built.map_err(|e| e.to_string())?);
+    Ok(Stores {
+        store: Arc::clone(&store) as Arc<dyn ObjectStore>,
+        multipart: Some(store),
+    })
 }
 
 impl<S> fmt::Debug for ObjectStoreResult<S> {
@@ -1110,32 +1216,7 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
     }
 
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
-        let store = Arc::clone(&self.stores()?.store);
-        let path = self.record_object(key, id)?;
-        let at = path.clone();
-        let got = self.run("read", &path, async move {
-            let got = match store.get_opts(&at, Default::default()).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if got.meta.size > local::MAX_RECORD {
-                return Ok(Some(Err(got.meta.size)));
-            }
-            got.bytes().await.map(|b| Some(Ok(b)))
-        })?;
-        let shown = PathBuf::from(self.shown(&path));
-        match got {
-            None => Ok(None),
-            Some(Err(len)) => Err(ResultError::Corrupt {
-                path: shown,
-                reason: format!(
-                    "{len} bytes, larger than any cache record ({})",
-                    local::MAX_RECORD
-                ),
-            }),
-            Some(Ok(bytes)) => format::decode_blob(&bytes, local::RECORD_KIND, &shown).map(Some),
-        }
+        self.get_record_object(self.record_object(key, id)?)
     }
 
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
@@ -1165,15 +1246,118 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
     }
 
     fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
+        self.delete(&self.record_object(key, id)?)
+    }
+
+    fn list_entries(&self) -> Result<Vec<ResultEntry>, ResultError> {
+        let metas = self.list_under(self.prefix_folder()?)?;
+        let mut entries = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let segments = self.segments_under_prefix(&meta.location);
+            match segments.first().map(String::as_str) {
+                None | Some(local::LOCKS | local::RECORDS) => continue,
+                Some(_) => {}
+            }
+            // A key `Location` refuses was not written by taskcache.
+            if let Ok(location) = Location::new(segments.join("/")) {
+                entries.push(ResultEntry {
+                    location,
+                    size: meta.size,
+                    modified: Some(meta.last_modified.into()),
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    fn read_header(&self, location: &Location) -> Result<Header, ResultError> {
         let store = Arc::clone(&self.stores()?.store);
-        let path = self.record_object(key, id)?;
+        let path = self.result_object(location)?;
         let at = path.clone();
-        self.run("remove", &path, async move {
-            match store.delete(&at).await {
-                Err(object_store::Error::NotFound { .. }) => Ok(()),
-                other => other,
+        let got = self.run("read", &path, async move {
+            let meta = match store.head(&at).await {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if meta.size < HEADER_LEN as u64 {
+                return Ok(Some((meta.size, Bytes::new())));
+            }
+            let head = store.get_range(&at, 0..HEADER_LEN as u64).await?;
+            Ok(Some((meta.size, head)))
+        })?;
+        let shown = PathBuf::from(self.shown(&path));
+        let Some((size, head)) = got else {
+            return Err(ResultError::NotFound {
+                location: location.clone(),
+            });
+        };
+        let head: &[u8; HEADER_LEN] = head[..].try_into().map_err(|_| ResultError::Corrupt {
+            path: shown.clone(),
+            reason: format!("{size} bytes, shorter than the {HEADER_LEN}-byte header"),
+        })?;
+        local::parse_header(head, size, &shown)
+    }
+
+    fn verify(&self, location: &Location) -> Result<Header, ResultError> {
+        let store = Arc::clone(&self.stores()?.store);
+        let path = self.result_object(location)?;
+        let shown = PathBuf::from(self.shown(&path));
+        bridge::blocking(|| {
+            let mut download = download(store, path.clone())
+                .map_err(|m| self.remote("read", self.shown(&path), &m, FIX_NETWORK))?;
+            let len = match bridge::park_on(download.chunks.recv()) {
+                Some(Chunk::Len(len)) => len,
+                Some(Chunk::Failed(object_store::Error::NotFound { .. })) => {
+                    return Err(ResultError::NotFound {
+                        location: location.clone(),
+                    })
+                }
+                Some(Chunk::Failed(e)) => return Err(self.store_error("read", &path, &e)),
+                Some(Chunk::Bytes(_)) | None => {
+                    return Err(self.remote(
+                        "read",
+                        self.shown(&path),
+                        "the download ended before it began",
+                        FIX_NETWORK,
+                    ))
+                }
+            };
+            let verified = local::verify_stream(&mut download, len, &shown);
+            match (verified, download.failed.take()) {
+                (Err(_), Some(e)) => Err(self.store_error("read", &path, &e)),
+                (verified, _) => verified,
             }
         })
+    }
+
+    fn remove(&self, location: &Location) -> Result<(), ResultError> {
+        self.delete(&self.result_object(location)?)
+    }
+
+    fn list_all_records(&self) -> Result<Vec<RecordEntry>, ResultError> {
+        let folder = self.object([local::RECORDS])?;
+        let mut records = Vec::new();
+        for meta in self.list_under(Some(folder))? {
+            // `.taskcache-records/<encoded key>/<encoded id>.rec`.
+            if let [_, key_dir, file] = &self.segments_under_prefix(&meta.location)[..] {
+                records.extend(local::record_entry(
+                    key_dir,
+                    file,
+                    meta.size,
+                    Some(meta.last_modified.into()),
+                ));
+            }
+        }
+        Ok(records)
+    }
+
+    fn read_record_entry(&self, entry: &RecordEntry) -> Result<Option<Vec<u8>>, ResultError> {
+        self.get_record_object(self.record_entry_object(entry)?)
+    }
+
+    fn remove_record_entry(&self, entry: &RecordEntry) -> Result<(), ResultError> {
+        self.delete(&self.record_entry_object(entry)?)
     }
 }
 
