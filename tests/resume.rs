@@ -372,3 +372,39 @@ fn a_task_retrying_when_its_process_died_resumes_with_its_inputs_after_its_delay
     assert!(waited >= Duration::from_millis(900), "{waited:?}");
     assert!(waited < Duration::from_millis(3000), "{waited:?}");
 }
+
+#[task(checkpoint, result = LocalResult::new("unused"))]
+fn fetch(x: u32, log: &Path) -> u32 {
+    append(log, &format!("fetch {x}"));
+    x * 10
+}
+
+/// Calls a task from its body.
+#[task(checkpoint, result = LocalResult::new("unused"))]
+fn outer(x: u32, log: &Path) -> u32 {
+    append(log, "outer");
+    fetch(x, log) + 1
+}
+
+#[test]
+fn a_replayed_task_s_nested_calls_do_not_shift_the_calls_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("runs.db");
+    let log = dir.path().join("log");
+    let ctx = Context::current().with_result(LocalResult::new(dir.path().join("results")));
+    let flow = |log: &Path| (outer(1, log), fetch(2, log));
+    let run = ctx
+        .clone()
+        .scope(|| Flow::new("nested").state_file(&state).run(|| flow(&log)));
+    assert_eq!(run.state().value(), Some(&(11, 20)));
+    let id = run.run_id().to_owned();
+    // Resumed: `outer` is replayed without running its body, so its nested `fetch(1)`
+    // does not happen; `fetch(2)` must get its own result, not `fetch(1)`'s.
+    let again = ctx.scope(|| {
+        taskcache::resume(&id)
+            .state_file(&state)
+            .run(|| Flow::new("nested").run(|| flow(&log)))
+    });
+    assert_eq!(again.into_output(), (11, 20));
+    assert_eq!(lines(&log), ["outer", "fetch 1", "fetch 2"], "all replayed");
+}

@@ -371,14 +371,25 @@ impl Flow {
                     ));
                 }
                 if run.parameters != params {
+                    // Names only: parameter values may be secrets.
+                    let names = |json: &str| -> Vec<String> {
+                        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+                            .map(|m| m.keys().cloned().collect())
+                            .unwrap_or_default()
+                    };
                     return Err(format!(
-                        "run {run_id} in {} ran with the parameters {}, not {params}; \
-                         resume it with the same ones",
+                        "run {run_id} in {} ran with other parameters (it had {:?}; this run \
+                         has {:?}, with other values where the names agree); resume it with \
+                         the same ones",
                         store.describe(),
-                        run.parameters
+                        names(&run.parameters),
+                        names(&params),
                     ));
                 }
-                let tasks = store.task_runs(run_id).map_err(|e| e.to_string())?;
+                let mut tasks = store.task_runs(run_id).map_err(|e| e.to_string())?;
+                // Looked up by index: sorted, whatever order a store gives them in.
+                tasks.sort_by_key(|t| t.index);
+                tasks.dedup_by_key(|t| t.index);
                 tracing::info!(
                     flow = name,
                     run_id,

@@ -450,6 +450,24 @@ pub(crate) fn record_lock_location(key: &str, all_inputs: &InputDigest) -> Locat
         .expect("hex digits make a valid location")
 }
 
+/// Removes every persisted cache record under `spec`'s key (a refresh under a validator
+/// that accepts other inputs' outputs: the refreshed output must be the one served).
+pub(crate) fn remove_records<T>(backend: &Backend<'_, T>, spec: &TaskSpec) {
+    let key = spec.cache_key();
+    let ids = match backend.list_records(key) {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(task = spec.name(), error = %e, "cannot list the persisted cache records to replace them");
+            return;
+        }
+    };
+    for id in ids {
+        if let Err(e) = backend.remove_record(key, &id) {
+            tracing::warn!(task = spec.name(), record = %id, error = %e, "cannot remove a persisted cache record");
+        }
+    }
+}
+
 /// Writes the record of a cached output at `location`.
 pub(crate) fn put_record<T>(
     backend: &Backend<'_, T>,

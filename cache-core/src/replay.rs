@@ -38,9 +38,18 @@ pub(crate) struct Earlier {
 
 impl Slot {
     /// The next call's place, when the current flow run records its states.
+    ///
+    /// Only the flow function's own calls take a place: a call made inside a task's
+    /// body belongs to that task (replaying its caller replays it too), and numbering
+    /// it would shift the places of the calls after it whenever its caller's body runs
+    /// in one attempt and not in the other.
     pub(crate) fn begin() -> Option<Slot> {
         crate::context::Context::with_current(|c| {
-            let flow = c?.flow.as_ref()?;
+            let c = c?;
+            if c.task.is_some() {
+                return None;
+            }
+            let flow = c.flow.as_ref()?;
             let index = flow.recorder.as_ref()?.next_index();
             Some(Slot {
                 flow: Arc::clone(flow),
@@ -54,6 +63,16 @@ impl Slot {
             .recorder
             .as_ref()
             .expect("a slot is only made for a recording run")
+    }
+
+    /// The earlier attempt's record of this call, if it was a call of `task`.
+    fn earlier_record(&self, task: &str) -> Option<&TaskRunRecord> {
+        let earlier = &self.recorder().earlier;
+        earlier
+            .binary_search_by_key(&self.index, |r| r.index)
+            .ok()
+            .map(|i| &earlier[i])
+            .filter(|r| r.task == task)
     }
 
     /// The earlier attempt's result for this call, if it can be replayed.
@@ -190,6 +209,9 @@ impl Slot {
 
     /// Records that the call's body is about to run.
     pub(crate) fn running(&self, task: &'static str, run_count: u32) {
+        // Inputs a paused or retrying call persisted stay with it while it runs again,
+        // so that a second crash does not lose them.
+        let inputs = self.earlier_record(task).and_then(|r| r.inputs.clone());
         self.put(TaskRunRecord {
             run_id: self.flow.run_id.clone(),
             index: self.index,
@@ -199,7 +221,7 @@ impl Slot {
             message: String::new(),
             location: None,
             result_digest: None,
-            inputs: None,
+            inputs,
             next_attempt: None,
             updated: Utc::now(),
         });

@@ -514,7 +514,10 @@ where
         }
         let resumed = self.resume_retry(slot);
         if let Some(slot) = slot {
-            slot.running(self.spec.name(), resumed.as_ref().map_or(1, |r| r.0 + 1));
+            slot.running(
+                self.spec.name(),
+                resumed.as_ref().map_or(1, |r| r.0.saturating_add(1)),
+            );
         }
         prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
@@ -593,7 +596,10 @@ where
         }
         let resumed = self.resume_retry(slot);
         if let Some(slot) = slot {
-            slot.running(self.spec.name(), resumed.as_ref().map_or(1, |r| r.0 + 1));
+            slot.running(
+                self.spec.name(),
+                resumed.as_ref().map_or(1, |r| r.0.saturating_add(1)),
+            );
         }
         prepared.finish_preparing(self.spec, target);
         let mut attempt = Attempts::new(self.spec, &self.input_caching, &self.inputs, &prepared);
@@ -737,7 +743,8 @@ where
             attempts = earlier.run_count,
             "resuming a task that was retrying when its process died"
         );
-        Some((earlier.run_count, wait))
+        // (A count from the store is trusted no further than the spec allows.)
+        Some((earlier.run_count.min(self.spec.max_retries()), wait))
     }
 
     /// The inputs a paused call persisted, verified and decoded.
@@ -946,7 +953,17 @@ where
                     if let Some((each, all)) = self.both_digests() {
                         let key = key_cache(spec, ctx);
                         if ctx.refresh {
-                            key.remove_inputs(&all);
+                            // The refreshed output replaces what served these inputs:
+                            // under a validator that accepts other inputs' outputs too,
+                            // every output of the key.
+                            if spec.cache_validator().requires_equal_inputs() {
+                                key.remove_inputs(&all);
+                            } else {
+                                key.clear();
+                                if let Some(p) = persist {
+                                    persist::remove_records(&p.backend, spec);
+                                }
+                            }
                         }
                         prepared.digests = Some(each);
                         prepared.all_inputs = Some(all);

@@ -41,9 +41,11 @@ pub(crate) struct Usage {
     bytes: AtomicUsize,
 }
 
-/// The most the in-memory output cache may hold, process-wide: entries, and their
-/// approximate size in bytes. Past either, the least recently used outputs are
-/// evicted (approximately: the least recently used of a sample, as Redis does).
+/// The most an in-memory output cache may hold: entries, and their approximate size in
+/// bytes. The budget is process-wide and applies to each [`OutputCache`] on its own (the
+/// process-wide one, and any a scope installs). Past either limit, outputs are evicted
+/// from the key that holds the most: the least recently used of a sample of its
+/// outputs (an approximation of LRU, cheaper than keeping an order).
 ///
 /// The default is 1 000 000 entries and 1 GiB; `TASKCACHE_MEMORY_BUDGET` sets it at
 /// start (`"200000"` entries, or `"200000,512MiB"`), [`set_memory_budget`] at run time.
@@ -165,26 +167,24 @@ impl OutputCache {
         )
     }
 
-    /// Evicts least recently used outputs until this cache is within the memory budget,
-    /// from `key` (just inserted into) first, then from the largest key.
+    /// Evicts least recently used outputs until this cache is within the memory budget:
+    /// from the key that holds the most, each time, and never the output just stored
+    /// under `key` (a key with one output is not emptied for the one it just got).
     pub(crate) fn enforce_budget(&self, key: &KeyCache) {
         let budget = memory_budget();
         let over = |u: &Usage| {
             u.entries.load(Ordering::Relaxed) > budget.max_entries
                 || u.bytes.load(Ordering::Relaxed) > budget.max_bytes
         };
-        if !over(&self.usage) {
-            return;
-        }
-        while over(&self.usage) && key.evict_one() {}
         while over(&self.usage) {
             let largest = read(&self.keys)
                 .values()
                 .max_by_key(|k| read(&k.candidates).len)
                 .map(Arc::clone);
-            match largest {
-                Some(k) if k.evict_one() => {}
-                _ => break,
+            let Some(largest) = largest else { break };
+            let len = read(&largest.candidates).len;
+            if len == 0 || (len == 1 && std::ptr::eq(&*largest, key)) || !largest.evict_one() {
+                break;
             }
         }
     }
@@ -442,9 +442,12 @@ impl KeyCache {
             }
         };
         let hit = |entry: &Entry, v: T| {
-            entry
-                .used
-                .store(crate::context::saturate(now), Ordering::Relaxed);
+            // Written at most once a millisecond: threads hitting one output share its
+            // cache line for reading, not writing.
+            let now = crate::context::saturate(now);
+            if now.saturating_sub(entry.used.load(Ordering::Relaxed)) > 1_000_000 {
+                entry.used.store(now, Ordering::Relaxed);
+            }
             Lookup::Hit(v, Arc::clone(&entry.cached))
         };
         if let (Some(all), true) = (all_inputs, validator.requires_equal_inputs()) {

@@ -93,7 +93,7 @@ impl TaskSpec {
     pub fn task_version(&self) -> &'static str {
         let v = self.code_version;
         match v.strip_prefix("sha256:") {
-            Some(hex) => &hex[..hex.len().min(12)],
+            Some(hex) => hex.get(..12).unwrap_or(hex),
             None => v,
         }
     }

@@ -888,7 +888,8 @@ where
 ///
 /// The header is checked as soon as its bytes arrive, so a foreign, pinned-out or
 /// mistyped object is refused before its payload is fetched. A `Vec<u8>` is read
-/// straight into its vector, hashed on a second thread as the bytes arrive. Any
+/// straight into its vector, each piece hashed as it arrives (while the network
+/// delivers the next). Any
 /// other value up to 1 MiB is held whole; a larger one is spilled to an anonymous
 /// temporary file while it is hashed, and decoded from there only once its checksum
 /// has passed, so it is never held in memory beside the value.

@@ -56,10 +56,26 @@ fn open_url(
         return Ok(Box::new(taskcache::results::AzureResult::new(url)));
     }
     Err(CliError::NoFeature {
-        url: url.to_owned(),
+        url: shown(url),
         store,
         feature,
     })
+}
+
+/// `url` without user information or query string (either may hold a credential).
+fn shown(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            let rest = match rest[..host_end].rfind('@') {
+                Some(at) => &rest[at + 1..],
+                None => rest,
+            };
+            format!("{scheme}://{rest}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// A `CliError::Store` for a failed `operation`.

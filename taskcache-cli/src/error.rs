@@ -41,7 +41,7 @@ pub enum CliError {
          install it with `cargo install taskcache-cli --features {feature}`"
     )]
     NoFeature {
-        /// The URL given.
+        /// The URL given, without user information or query string.
         url: String,
         /// The kind of store.
         store: &'static str,

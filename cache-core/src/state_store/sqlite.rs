@@ -202,6 +202,31 @@ impl SqliteStateStore {
     /// newer taskcache wrote it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StateStoreError> {
         let path = path.as_ref().to_path_buf();
+        // The store holds flow parameters and persisted inputs, which may be secrets: a
+        // new file is readable by its owner only (as cache records are), and SQLite
+        // gives its `-wal` and `-shm` files the database file's permissions.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    let message = if e.kind() == std::io::ErrorKind::NotFound {
+                        "its directory does not exist (it is not created: create it first)"
+                            .to_owned()
+                    } else {
+                        format!("cannot create the file: {e}")
+                    };
+                    return Err(StateStoreError::Io { path, message });
+                }
+            }
+        }
         // No SQLITE_OPEN_URI: the path is a file name, even if it starts with `file:`.
         // NO_MUTEX: the connection is only used under `self.conn`'s lock.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE

@@ -100,6 +100,7 @@ pub(crate) async fn take(
     handle: StoreHandle,
     lease: Duration,
     task_hint: String,
+    secrets: Vec<String>,
 ) -> Result<Held, String> {
     let StoreHandle { store, path } = handle;
     let owner = uuid::Uuid::new_v4().simple().to_string();
@@ -186,20 +187,38 @@ pub(crate) async fn take(
                 _ = tokio::time::sleep(lease / 3), if !lost => {
                     renewal += 1;
                     let body = Body::held(&owner, lease, renewal);
-                    match store.put_opts(&path, body, put(PutMode::Update(at.clone()))).await {
-                        Ok(r) => at = version(r.e_tag, r.version),
-                        Err(object_store::Error::Precondition { .. }) => {
-                            tracing::warn!(
-                                lock = %path,
-                                "{task_hint}: lost the lock: another process took it over \
-                                 (this one could not renew its lease in time)"
-                            );
-                            lost = true;
+                    // A renewal must land well within the lease, or a waiter may take
+                    // the lock over meanwhile: bounded, then tried again.
+                    let renewed = tokio::time::timeout(
+                        lease / 3,
+                        store.put_opts(&path, body, put(PutMode::Update(at.clone()))),
+                    )
+                    .await;
+                    match renewed {
+                        Ok(Ok(r)) => at = version(r.e_tag, r.version),
+                        Ok(Err(object_store::Error::Precondition { .. })) => {
+                            // Perhaps an earlier renewal landed though its answer was
+                            // lost: the lock is still ours if it names this owner.
+                            match still_ours(&*store, &path, &owner).await {
+                                Some(v) => at = v,
+                                None => {
+                                    tracing::warn!(
+                                        lock = %path,
+                                        "{task_hint}: lost the lock: another process took it \
+                                         over (this one could not renew its lease in time)"
+                                    );
+                                    lost = true;
+                                }
+                            }
                         }
-                        Err(e) => tracing::warn!(
+                        Ok(Err(e)) => tracing::warn!(
                             lock = %path,
-                            error = %super::redact::redact(&e.to_string(), &[]),
+                            error = %super::redact::redact(&e.to_string(), &secrets),
                             "{task_hint}: cannot renew the lock's lease; trying again"
+                        ),
+                        Err(_) => tracing::warn!(
+                            lock = %path,
+                            "{task_hint}: renewing the lock's lease timed out; trying again"
                         ),
                     }
                 }
@@ -219,4 +238,18 @@ pub(crate) async fn take(
         release: Some(release),
         released: std::sync::Mutex::new(released),
     })
+}
+
+/// The current version of the lock object at `path` if its body names `owner` as its
+/// holder.
+async fn still_ours(
+    store: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+    owner: &str,
+) -> Option<UpdateVersion> {
+    let got = store.get_opts(path, Default::default()).await.ok()?;
+    let meta = got.meta.clone();
+    let bytes = got.bytes().await.ok()?;
+    let body: Body = serde_json::from_slice(&bytes).ok()?;
+    (body.state == "held" && body.owner == owner).then(|| version(meta.e_tag, meta.version))
 }

@@ -195,7 +195,8 @@ impl ObjectStoreResult {
     }
 
     fn given(stores: Stores, prefix: String) -> Self {
-        let display = format!("{}", stores.store);
+        // A store's own description may quote its URL: shown without credentials.
+        let display = redact::display_url(&format!("{}", stores.store));
         let mut result = Self::with_origin(Origin::Given(stores), &prefix);
         result.root = format!(
             "{}/{}",
@@ -1189,7 +1190,8 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
             path: path.clone(),
         };
         let hint = format!("{} `{location}`", self.name);
-        let held = bridge::blocking(|| bridge::run(lock::take(handle, self.lease, hint)))
+        let secrets = self.secrets.clone();
+        let held = bridge::blocking(|| bridge::run(lock::take(handle, self.lease, hint, secrets)))
             .and_then(|r| r)
             .map_err(|m| {
                 let fix = if m.contains("conditional")
