@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use taskcache::prelude::*;
 use taskcache::results::{format, PayloadDigest, Value};
 use taskcache::OutputCache;
+use taskcache_bench::cpu;
 
 const RUNS: usize = 3;
 /// `verify`: 10 000 files, 2 GiB in all.
@@ -34,18 +35,6 @@ const GC_RECORDS: usize = 50_000;
 const KEYS: usize = 100;
 /// The fingerprint slot of a record's header, as `LocalResult` writes it (`recordv1`).
 const RECORD_KIND: u64 = 0x7265_636f_7264_7631;
-
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

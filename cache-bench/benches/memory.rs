@@ -11,40 +11,17 @@
 
 use std::process::Command;
 use taskcache::prelude::*;
+use taskcache_bench::{cpu, status_bytes};
 
 #[task(cache_for = "1h", cache_validator = all_inputs)]
 fn many(x: u64) -> u64 {
     x ^ 0x5555
 }
 
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 const CALLS: u64 = 5_000_000;
 
 fn child(calls: u64) {
-    let before = peak_rss();
+    let before = status_bytes("VmHWM:");
     let started = std::time::Instant::now();
     for x in 0..calls {
         many(x);
@@ -52,7 +29,7 @@ fn child(calls: u64) {
     let (entries, _) = taskcache::OutputCache::global().usage();
     println!(
         "GROWTH {} ENTRIES {entries} NANOS {}",
-        peak_rss().saturating_sub(before),
+        status_bytes("VmHWM:").saturating_sub(before),
         started.elapsed().as_nanos() / u128::from(calls)
     );
 }

@@ -21,6 +21,7 @@ use taskcache::results::object_store::aws::AmazonS3Builder;
 use taskcache::results::object_store::path::Path as ObjectPath;
 use taskcache::results::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use taskcache::results::{ObjectStoreResult, S3Result};
+use taskcache_bench::{cpu, status_bytes};
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_default()
@@ -102,30 +103,6 @@ fn show(d: Duration) -> String {
     }
 }
 
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn status(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 const ROUND_TRIP: usize = 256 << 20;
 
 /// In a fresh child: one 256 MiB round trip; prints the peak above the start, in bytes.
@@ -134,7 +111,7 @@ fn child(mode: &str) {
     let value: Vec<u8> = (0..ROUND_TRIP).map(|i| (i * 31) as u8).collect();
     let path = ObjectPath::from(format!("{}/round-{mode}.bin", prefix()));
     // What the process holds with the value in memory and nothing else done.
-    let start = status("VmRSS:");
+    let start = status_bytes("VmRSS:");
     match mode {
         "ours" => {
             let result = ours();
@@ -155,7 +132,7 @@ fn child(mode: &str) {
             assert_eq!(back.len(), ROUND_TRIP);
         }
     }
-    println!("PEAK {}", status("VmHWM:").saturating_sub(start));
+    println!("PEAK {}", status_bytes("VmHWM:").saturating_sub(start));
 }
 
 fn peak(mode: &str) -> f64 {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use taskcache::prelude::*;
 use taskcache::state_store::SqliteStateStore;
+use taskcache_bench::cpu;
 
 #[task]
 fn plain(x: u64) -> u64 {
@@ -39,18 +40,6 @@ fn dir() -> PathBuf {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 const TASKS: u64 = 2_000;

@@ -599,6 +599,38 @@ impl<S: Serializer> ObjectStoreResult<S> {
     }
 }
 
+impl<S: Serializer> ObjectStoreResult<S> {
+    /// Starts downloading the object of `location` at `path`, and waits for its length
+    /// (called inside `bridge::blocking`).
+    fn start_download(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        path: &ObjectPath,
+        location: &Location,
+    ) -> Result<(Download, u64), ResultError> {
+        let mut download = download(store, path.clone())
+            .map_err(|m| self.remote("read", self.shown(path), &m, FIX_NETWORK))?;
+        let len = match bridge::park_on(download.chunks.recv()) {
+            Some(Chunk::Len(len)) => len,
+            Some(Chunk::Failed(object_store::Error::NotFound { .. })) => {
+                return Err(ResultError::NotFound {
+                    location: location.clone(),
+                })
+            }
+            Some(Chunk::Failed(e)) => return Err(self.store_error("read", path, &e)),
+            Some(Chunk::Bytes(_)) | None => {
+                return Err(self.remote(
+                    "read",
+                    self.shown(path),
+                    "the download ended before it began",
+                    FIX_NETWORK,
+                ))
+            }
+        };
+        Ok((download, len))
+    }
+}
+
 /// Builds the store a URL names.
 #[allow(unused_variables)] // without a cloud feature nothing is built
 fn build(
@@ -1087,25 +1119,7 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
         let path = self.result_object(location)?;
         let shown = PathBuf::from(self.shown(&path));
         bridge::blocking(|| {
-            let mut download = download(store, path.clone())
-                .map_err(|m| self.remote("read", self.shown(&path), &m, FIX_NETWORK))?;
-            let len = match bridge::park_on(download.chunks.recv()) {
-                Some(Chunk::Len(len)) => len,
-                Some(Chunk::Failed(object_store::Error::NotFound { .. })) => {
-                    return Err(ResultError::NotFound {
-                        location: location.clone(),
-                    })
-                }
-                Some(Chunk::Failed(e)) => return Err(self.store_error("read", &path, &e)),
-                Some(Chunk::Bytes(_)) | None => {
-                    return Err(self.remote(
-                        "read",
-                        self.shown(&path),
-                        "the download ended before it began",
-                        FIX_NETWORK,
-                    ))
-                }
-            };
+            let (mut download, len) = self.start_download(store, &path, location)?;
             let read = format::read_stream_into(
                 &mut download,
                 len,
@@ -1306,25 +1320,7 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
         let path = self.result_object(location)?;
         let shown = PathBuf::from(self.shown(&path));
         bridge::blocking(|| {
-            let mut download = download(store, path.clone())
-                .map_err(|m| self.remote("read", self.shown(&path), &m, FIX_NETWORK))?;
-            let len = match bridge::park_on(download.chunks.recv()) {
-                Some(Chunk::Len(len)) => len,
-                Some(Chunk::Failed(object_store::Error::NotFound { .. })) => {
-                    return Err(ResultError::NotFound {
-                        location: location.clone(),
-                    })
-                }
-                Some(Chunk::Failed(e)) => return Err(self.store_error("read", &path, &e)),
-                Some(Chunk::Bytes(_)) | None => {
-                    return Err(self.remote(
-                        "read",
-                        self.shown(&path),
-                        "the download ended before it began",
-                        FIX_NETWORK,
-                    ))
-                }
-            };
+            let (mut download, len) = self.start_download(store, &path, location)?;
             let verified = local::verify_stream(&mut download, len, &shown);
             match (verified, download.failed.take()) {
                 (Err(_), Some(e)) => Err(self.store_error("read", &path, &e)),
