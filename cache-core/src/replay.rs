@@ -65,14 +65,18 @@ impl Slot {
             .expect("a slot is only made for a recording run")
     }
 
-    /// The earlier attempt's record of this call, if it was a call of `task`.
-    fn earlier_record(&self, task: &str) -> Option<&TaskRunRecord> {
+    /// The earlier attempt's record at this call's position, whatever its task.
+    fn earlier_at(&self) -> Option<&TaskRunRecord> {
         let earlier = &self.recorder().earlier;
         earlier
             .binary_search_by_key(&self.index, |r| r.index)
             .ok()
             .map(|i| &earlier[i])
-            .filter(|r| r.task == task)
+    }
+
+    /// The earlier attempt's record of this call, if it was a call of `task`.
+    fn earlier_record(&self, task: &str) -> Option<&TaskRunRecord> {
+        self.earlier_at().filter(|r| r.task == task)
     }
 
     /// The earlier attempt's result for this call, if it can be replayed.
@@ -81,11 +85,7 @@ impl Slot {
         if recorder.diverged.load(Ordering::SeqCst) {
             return None;
         }
-        let record = recorder
-            .earlier
-            .binary_search_by_key(&self.index, |r| r.index)
-            .ok()
-            .map(|i| &recorder.earlier[i])?;
+        let record = self.earlier_at()?;
         if record.task != task {
             recorder.diverged.store(true, Ordering::SeqCst);
             tracing::error!(
@@ -130,12 +130,9 @@ impl Slot {
         if !recorder.approved.iter().any(|t| t == task) {
             return None;
         }
-        let persisted = recorder
-            .earlier
-            .binary_search_by_key(&self.index, |r| r.index)
-            .ok()
-            .map(|i| &recorder.earlier[i])
-            .filter(|r| r.task == task && r.state == TaskRunState::Paused)
+        let persisted = self
+            .earlier_record(task)
+            .filter(|r| r.state == TaskRunState::Paused)
             .and_then(|r| r.inputs.clone());
         Some(persisted)
     }
@@ -170,12 +167,9 @@ impl Slot {
         if recorder.diverged.load(Ordering::SeqCst) {
             return None;
         }
-        let record = recorder
-            .earlier
-            .binary_search_by_key(&self.index, |r| r.index)
-            .ok()
-            .map(|i| &recorder.earlier[i])
-            .filter(|r| r.task == task && r.state == TaskRunState::Retrying)?;
+        let record = self
+            .earlier_record(task)
+            .filter(|r| r.state == TaskRunState::Retrying)?;
         Some(EarlierRetry {
             run_count: record.run_count,
             inputs: record.inputs.clone(),
