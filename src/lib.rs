@@ -647,7 +647,7 @@ pub mod prelude {
 pub mod __private {
     pub use taskcache_core::runtime::invalidate;
     pub use taskcache_core::runtime::{
-        result, template_input, ArgumentText, RenderWithDisplay, RenderWithNothing,
+        result, template_input, ArgumentText, Ended, Ending, RenderWithDisplay, RenderWithNothing,
         RenderWithSerde, ResultCell, TaskRun,
     };
     pub use taskcache_core::task::{

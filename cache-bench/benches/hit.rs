@@ -17,6 +17,11 @@ fn add_duration_only(x: u64, y: u64) -> u64 {
     x + y
 }
 
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn add_miss(x: u64, y: u64) -> u64 {
+    x + y
+}
+
 #[task]
 fn add_uncached(x: u64, y: u64) -> u64 {
     x + y
@@ -61,6 +66,16 @@ fn hits(c: &mut Criterion) {
     });
     group.bench_function("plain function", |b| {
         b.iter(|| add_plain(black_box(1), black_box(2)))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("miss");
+    let mut i = 0u64;
+    group.bench_function("taskcache cache_for, all_inputs", |b| {
+        b.iter(|| {
+            i += 1;
+            add_miss(black_box(i), 2)
+        })
     });
     group.finish();
 }

@@ -28,7 +28,7 @@ use crate::flow::FlowRunInfo;
 use crate::parameters::Parameters;
 use crate::store::OutputCache;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -181,7 +181,7 @@ impl ManualClock {
 }
 
 /// The task-level part of the context, set while a task body runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct TaskInfo {
     pub(crate) name: &'static str,
     /// `{task_version}`: the code fingerprint's first 12 hex digits, or `cache_version`.
@@ -206,7 +206,7 @@ pub(crate) struct Held {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Holding {
     /// The single-flight slot of these inputs in one key's cache (its address).
-    Flight(usize, crate::hash::InputDigest),
+    Flight(usize, crate::hash::InputKey),
     /// The lock of a location: the backend's description and the location.
     Lock(String),
 }
@@ -252,6 +252,36 @@ pub struct Context {
 
 thread_local! {
     static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+    /// The task whose body runs on this thread in the current context without a
+    /// context of its own (a task with nothing to cache, retry or persist: see
+    /// [`TaskFrame`]). It is the `task` of [`Context::current`]; entering a scope
+    /// clears it until the scope ends, as a scope's context says all there is.
+    static TASK: Cell<Option<TaskInfo>> = const { Cell::new(None) };
+}
+
+/// While alive, `info` is the task of the current context: how a task body runs
+/// without installing a context (see [`TASK`]).
+pub(crate) struct TaskFrame {
+    previous: Option<TaskInfo>,
+}
+
+impl TaskFrame {
+    pub(crate) fn enter(info: TaskInfo) -> Self {
+        TaskFrame {
+            previous: TASK.replace(Some(info)),
+        }
+    }
+}
+
+impl Drop for TaskFrame {
+    fn drop(&mut self) {
+        TASK.set(self.previous);
+    }
+}
+
+/// The task whose body runs here without a context of its own, if one does.
+pub(crate) fn framed_task() -> Option<TaskInfo> {
+    TASK.get()
 }
 
 /// The context of the current thread (a default one outside any flow or scope).
@@ -262,7 +292,11 @@ pub fn current() -> Context {
 impl Context {
     /// The context of the current thread (a default one outside any flow or scope).
     pub fn current() -> Context {
-        CURRENT.with(|c| c.borrow().clone().unwrap_or_default())
+        let mut ctx = CURRENT.with(|c| c.borrow().clone().unwrap_or_default());
+        if let Some(task) = TASK.get() {
+            ctx.task = Some(task);
+        }
+        ctx
     }
 
     /// Reads the current context without cloning it.
@@ -304,7 +338,10 @@ impl Context {
     /// Makes `self` the current context until the guard is dropped.
     pub(crate) fn enter(self) -> ScopeGuard {
         let previous = CURRENT.with(|c| c.replace(Some(self)));
-        ScopeGuard { previous }
+        ScopeGuard {
+            previous,
+            task: TASK.take(),
+        }
     }
 
     /// The same context with `backend` in place of the `result` of every task run in
@@ -651,11 +688,13 @@ where
 /// Restores the previous context when dropped.
 pub(crate) struct ScopeGuard {
     previous: Option<Context>,
+    task: Option<TaskInfo>,
 }
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
         CURRENT.with(|c| *c.borrow_mut() = previous);
+        TASK.set(self.task);
     }
 }

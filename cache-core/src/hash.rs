@@ -55,6 +55,66 @@ pub fn hash_input<T: Serialize + ?Sized>(value: &T) -> Result<InputDigest, HashE
     Ok(InputDigest(sink.finish()))
 }
 
+/// What the in-memory cache looks all of a call's inputs up by: their exact encoding
+/// when it is short (a few numbers, a short string: no SHA-256 on a hit, and no
+/// collision possible), else the SHA-256 digest of that encoding.
+///
+/// The encoding is the one [`InputHasher`] digests, so [`digest`](Self::digest) is
+/// the digest of all the inputs together, whichever form the key has; two calls with
+/// equal inputs always get the same form.
+#[derive(Clone, Copy)]
+pub(crate) enum InputKey {
+    /// The encoding itself: `len` bytes of `bytes`.
+    Exact { len: u8, bytes: [u8; EXACT_MAX] },
+    /// The digest of a longer encoding.
+    Digest(InputDigest),
+}
+
+/// The longest encoding an [`InputKey`] keeps as it is: what SHA-256 pads into one
+/// block, so that its digest, when a miss needs it, is one compression.
+pub(crate) const EXACT_MAX: usize = ONE_BLOCK;
+
+impl InputKey {
+    /// The SHA-256 digest of all the inputs together (what records are filed under).
+    pub(crate) fn digest(&self) -> InputDigest {
+        match self {
+            InputKey::Exact { len, bytes } => InputDigest(one_block(&bytes[..usize::from(*len)])),
+            InputKey::Digest(d) => *d,
+        }
+    }
+
+    /// The bytes that identify the inputs: the encoding, or its digest.
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            InputKey::Exact { len, bytes } => &bytes[..usize::from(*len)],
+            InputKey::Digest(d) => &d.0,
+        }
+    }
+}
+
+impl PartialEq for InputKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (InputKey::Exact { .. }, InputKey::Exact { .. }) => self.as_bytes() == other.as_bytes(),
+            (InputKey::Digest(a), InputKey::Digest(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for InputKey {}
+
+impl fmt::Debug for InputKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputKey::Exact { len, .. } => write!(f, "Exact({len} bytes)"),
+            InputKey::Digest(d) => write!(f, "Digest({d:?})"),
+        }
+    }
+}
+
 /// Hashes a task's arguments as the generated code hands them over, one call per
 /// argument: either a digest per argument (what a `Cached` state records and partial
 /// validators compare) or one digest of them all (what `all_inputs` looks up by).
@@ -78,6 +138,7 @@ impl InputHasher {
     }
 
     /// A hasher that makes one digest of all the arguments.
+    #[inline]
     pub fn all() -> Self {
         InputHasher {
             mode: Mode::All(Sink::new(true)),
@@ -113,6 +174,16 @@ impl InputHasher {
         match self.mode {
             Mode::All(sink) => InputDigest(sink.finish()),
             Mode::Each(_) => InputDigest(Sink::new(false).finish()),
+        }
+    }
+
+    /// The key of all arguments (see [`InputKey`]): made with [`all`](Self::all), the
+    /// encoding itself when it is short, else its digest.
+    #[inline]
+    pub(crate) fn into_key(self) -> InputKey {
+        match self.mode {
+            Mode::All(sink) => sink.finish_key(),
+            Mode::Each(_) => Sink::new(false).finish_key(),
         }
     }
 }
@@ -319,6 +390,7 @@ struct Sink {
 }
 
 impl Sink {
+    #[inline]
     fn new(may_pipe: bool) -> Self {
         Sink {
             engine: Engine::Fresh,
@@ -425,6 +497,22 @@ impl Sink {
             Engine::Inline { hasher, .. } => hasher.finalize().into(),
             Engine::Piped(pipe) => pipe.finish(),
         }
+    }
+
+    /// The encoding itself when it is short and was never handed to a hasher, else
+    /// its digest.
+    #[inline]
+    fn finish_key(mut self) -> InputKey {
+        self.flush();
+        if let (Engine::Fresh, true) = (&self.engine, self.staged <= EXACT_MAX) {
+            let mut bytes = [0u8; EXACT_MAX];
+            bytes[..self.staged].copy_from_slice(&self.stage[..self.staged]);
+            return InputKey::Exact {
+                len: self.staged as u8,
+                bytes,
+            };
+        }
+        InputKey::Digest(InputDigest(self.finish()))
     }
 
     /// The digest so far, and a fresh start (map entries reuse one sink, never piped).
@@ -836,6 +924,61 @@ mod tests {
 
     fn h<T: Serialize + ?Sized>(v: &T) -> InputDigest {
         hash_input(v).unwrap()
+    }
+
+    fn key_of(args: &[&dyn erased_serde::Serialize]) -> (InputKey, InputDigest) {
+        let (mut k, mut a) = (InputHasher::all(), InputHasher::all());
+        for v in args {
+            k.input(v).unwrap();
+            a.input(v).unwrap();
+        }
+        (k.into_key(), a.into_all())
+    }
+
+    #[test]
+    fn a_key_is_the_encoding_when_short_and_its_digest_is_the_digest_of_all() {
+        // A string of n bytes encodes in 10 + n (input tag, str tag, length, bytes).
+        for n in [0usize, 1, 44, 45, 46, 54, 55, 56, 64, 65, 200, 5000] {
+            let s = "x".repeat(n);
+            let (key, all) = key_of(&[&s]);
+            assert_eq!(key.digest(), all, "n = {n}");
+            assert_eq!(
+                matches!(key, InputKey::Exact { .. }),
+                10 + n <= EXACT_MAX,
+                "n = {n}"
+            );
+            assert_eq!(
+                key,
+                key_of(&[&s]).0,
+                "the same input, the same key (n = {n})"
+            );
+        }
+        // Bytes, maps and several arguments alike.
+        let map: BTreeMap<String, u32> = [("a".to_owned(), 1)].into();
+        for args in [
+            vec![&1u64 as &dyn erased_serde::Serialize, &2u64],
+            vec![&vec![7u8; 3]],
+            vec![&map],
+            vec![&(), &Some(1.5f64)],
+        ] {
+            let (key, all) = key_of(&args);
+            assert_eq!(key.digest(), all);
+        }
+    }
+
+    #[test]
+    fn keys_of_different_inputs_differ() {
+        let k = |a: &str, b: &str| key_of(&[&a, &b]).0;
+        assert_ne!(k("ab", "c"), k("a", "bc"));
+        assert_ne!(key_of(&[&1u64, &2u64]).0, key_of(&[&2u64, &1u64]).0);
+        assert_ne!(key_of(&[&1u64]).0, key_of(&[&1i64]).0);
+        // Past the exact length: digests, still apart.
+        let long = "y".repeat(100);
+        let other = format!("{}z", &long[..99]);
+        assert_ne!(key_of(&[&long]).0, key_of(&[&other]).0);
+        // An exact key never equals a digest key.
+        let short = key_of(&[&"s"]).0;
+        assert_ne!(short, InputKey::Digest(short.digest()));
     }
 
     #[test]

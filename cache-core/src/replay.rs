@@ -46,7 +46,7 @@ impl Slot {
     pub(crate) fn begin() -> Option<Slot> {
         crate::context::Context::with_current(|c| {
             let c = c?;
-            if c.task.is_some() {
+            if c.task.is_some() || crate::context::framed_task().is_some() {
                 return None;
             }
             let flow = c.flow.as_ref()?;

@@ -4,9 +4,11 @@
 //! release. The order of a run follows Prefect Core 1.x (see the crate docs):
 //! cache check, run, retry with the cached inputs, cache the output.
 
-use crate::context::{from_instant, instant, to_nanos, Context, Held, Holding, TaskInfo};
+use crate::context::{
+    from_instant, instant, to_nanos, Clock, Context, Held, Holding, TaskFrame, TaskInfo,
+};
 use crate::flow::{FlowRunInfo, TaskRunReport};
-use crate::hash::{HashError, InputDigest, InputHasher};
+use crate::hash::{HashError, InputDigest, InputHasher, InputKey};
 use crate::parameters::Parameters;
 use crate::persist::{self, Backend, BackendRef, PersistOps, RenderValues, RenderedInputs};
 use crate::replay::Slot;
@@ -165,7 +167,7 @@ struct PersistConfig<'s, I, T> {
 type Lookuper<T> = fn(
     &KeyCache,
     &CacheValidator,
-    Option<&InputDigest>,
+    Option<&InputKey>,
     Option<&HashedInputs<'_>>,
     &Parameters,
     i128,
@@ -174,6 +176,7 @@ type Lookuper<T> = fn(
 /// What output caching needs of `T`, captured where its bounds are known.
 struct OutputCaching<T> {
     find: Lookuper<T>,
+    get: crate::task::GetExact<T>,
     erase: fn(&T) -> Box<dyn Any + Send + Sync>,
 }
 
@@ -249,6 +252,7 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
     pub fn cache_output(mut self, value: crate::task::CachedValue<T>) -> Self {
         self.output_caching = Some(OutputCaching {
             find: value.find,
+            get: value.get,
             erase: value.erase,
         });
         self
@@ -374,6 +378,52 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
     }
 }
 
+/// How a task call ends (see [`TaskRun::end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// With its final state: `my_task::run(…)`.
+    State,
+    /// With its output: `my_task(…)`.
+    Output,
+}
+
+/// A task call's end: its final state, or its output alone.
+#[derive(Debug)]
+pub enum Ended<T> {
+    /// The final state ([`Ending::State`]).
+    State(State<T>),
+    /// The output ([`Ending::Output`]).
+    Output(T),
+}
+
+impl<T> Ended<T> {
+    /// The output (a state's as [`State::into_output`] gives it).
+    pub fn into_output(self) -> T {
+        match self {
+            Ended::State(state) => state.into_output(),
+            Ended::Output(value) => value,
+        }
+    }
+
+    /// The final state (an output alone as a successful one).
+    pub fn into_state(self) -> State<T> {
+        match self {
+            Ended::State(state) => state,
+            Ended::Output(value) => State::success(value, 1, Utc::now()),
+        }
+    }
+}
+
+/// The short way a call takes, if any (see [`TaskRun::output`]).
+enum Quick<T> {
+    /// Served from memory.
+    Hit(T),
+    /// Nothing to cache, retry or persist: run the body in the caller's context.
+    Plain,
+    /// The full way.
+    Full,
+}
+
 /// What the cache check decided.
 enum Checked<T> {
     Hit(State<T>),
@@ -389,6 +439,8 @@ struct Prepared {
     digests: Option<Box<[InputDigest]>>,
     /// The digest of all the inputs together, when `digests` is set.
     all_inputs: Option<InputDigest>,
+    /// What the in-memory cache files them under, when `digests` is set.
+    inputs_key: Option<InputKey>,
     miss: Option<MissReason>,
     /// Held until the run ends: dropping it lets runs waiting for these inputs look again.
     _flight: Option<crate::store::FlightGuard>,
@@ -401,6 +453,9 @@ struct Prepared {
     _record_lock: Option<LocationLock>,
     /// What this run holds (its flight, its locks), for the tasks its body calls.
     holding: Vec<Holding>,
+    /// Whether anyone reads the final state beyond its output: else its history and
+    /// miss reason are not kept.
+    observed: bool,
 }
 
 impl Prepared {
@@ -410,12 +465,14 @@ impl Prepared {
             key: None,
             digests: None,
             all_inputs: None,
+            inputs_key: None,
             miss: None,
             _flight: None,
             persist: false,
             target: None,
             _record_lock: None,
             holding: Vec::new(),
+            observed: true,
         }
     }
 
@@ -479,17 +536,23 @@ where
     /// Runs the call: a cached output if a valid one exists, else the body, retried as
     /// the spec says. Returns the final state.
     pub fn run(self, body: impl FnMut(I) -> T) -> State<T> {
+        self.run_observed(body, true)
+    }
+
+    /// [`run`](Self::run); `observed` says whether anyone reads more of the state
+    /// than its output (else its history and miss reason are left out).
+    fn run_observed(self, body: impl FnMut(I) -> T, observed: bool) -> State<T> {
         // In a flow run that records its states: the call's place in it, and what an
         // earlier attempt of the run left for it.
         let Some(slot) = Slot::begin() else {
-            return self.run_unrecorded(body, None);
+            return self.run_unrecorded(body, None, observed);
         };
         if let Some(state) = self.replay(&slot) {
             slot.finished(self.spec.name(), &state);
             return state;
         }
         let spec = self.spec;
-        let state = self.run_unrecorded(body, Some(&slot));
+        let state = self.run_unrecorded(body, Some(&slot), true);
         // (A paused call was recorded with its inputs when it paused.)
         if state.kind != StateKind::Paused {
             slot.finished(spec.name(), &state);
@@ -497,7 +560,135 @@ where
         state
     }
 
-    fn run_unrecorded(mut self, mut body: impl FnMut(I) -> T, slot: Option<&Slot>) -> State<T> {
+    /// Runs the call and gives its output: what calling the task does, the same as
+    /// `self.run(body).into_output()`. It builds no [`State`] where nobody could read
+    /// one: a hit in memory on exactly these inputs, and a call of a task with nothing
+    /// to cache, retry or persist, outside a flow run and a refresh, return straight
+    /// away (with the same log events).
+    pub fn output(self, body: impl FnMut(I) -> T) -> T {
+        match self.quick() {
+            Quick::Hit(value) => value,
+            Quick::Plain => self.run_plain(body),
+            Quick::Full => self.run_observed(body, false).into_output(),
+        }
+    }
+
+    /// [`run`](Self::run) or [`output`](Self::output), as `ending` says: the one body
+    /// of a task serves both its `run` and the task's function.
+    pub fn end(self, ending: Ending, body: impl FnMut(I) -> T) -> Ended<T> {
+        match ending {
+            Ending::State => Ended::State(self.run(body)),
+            Ending::Output => Ended::Output(self.output(body)),
+        }
+    }
+
+    /// Which short way, if any, this call can take (see [`output`](Self::output)).
+    fn quick(&self) -> Quick<T> {
+        let spec = self.spec;
+        Context::with_current(|ctx| {
+            if ctx.is_some_and(|c| c.flow.is_some() || c.refresh) {
+                return Quick::Full;
+            }
+            if let Some(caching) = &self.output_caching {
+                // A target is checked before the cache, and the other validators say
+                // why they refuse: the full path.
+                let exact = spec.cache_for().is_some()
+                    && spec.cache_validator().requires_equal_inputs()
+                    && self.persist.as_ref().is_none_or(|p| p.target.is_none());
+                if !exact {
+                    return Quick::Full;
+                }
+                let Ok(inputs) = self.all_key() else {
+                    return Quick::Full;
+                };
+                let (key, now) = match ctx {
+                    Some(c) => (key_cache_ref(spec, c), c.clock.now_nanos()),
+                    None => (global_key_cache(spec), Clock::system().now_nanos()),
+                };
+                return match (caching.get)(&key, &inputs, now) {
+                    Some(value) => {
+                        tracing::debug!(
+                            task = spec.name(),
+                            state = "Cached",
+                            cache_key = spec.cache_key(),
+                            "cache hit"
+                        );
+                        Quick::Hit(value)
+                    }
+                    None => Quick::Full,
+                };
+            }
+            let plain = spec.cache_for().is_none()
+                && self.persist.is_none()
+                && self.input_caching.is_none()
+                && spec.max_retries() == 0
+                && matches!(
+                    spec.trigger(),
+                    Trigger::AllSuccessful | Trigger::AllFinished
+                );
+            if plain {
+                Quick::Plain
+            } else {
+                Quick::Full
+            }
+        })
+    }
+
+    /// Runs the body of a task with nothing to cache, retry or persist, and gives its
+    /// output. The body sees the caller's context with the task's name and attempt
+    /// (a [`TaskFrame`], not a context of its own: the caller's has no flow and no
+    /// refresh, and this task holds nothing). A failure goes the full way to its final
+    /// state, logged as [`run`](Self::run) logs it.
+    fn run_plain(self, mut body: impl FnMut(I) -> T) -> T {
+        let spec = self.spec;
+        let inputs = self.inputs;
+        let frame = TaskFrame::enter(TaskInfo {
+            name: spec.name(),
+            version: spec.task_version(),
+            run_count: 1,
+        });
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(inputs)));
+        drop(frame);
+        let outcome = match outcome {
+            Ok(value) if self.classify.is_none_or(|c| c(&value).is_none()) => {
+                tracing::debug!(task = spec.name(), state = %StateKind::Success, run_count = 1, "task ran");
+                return value;
+            }
+            failed => failed,
+        };
+        let prepared = Prepared::new(&Context::current());
+        let mut attempt = Attempts {
+            spec,
+            count: 1,
+            encoded: None,
+            history: Some(Vec::new()),
+        };
+        attempt.record(
+            StateKind::Running,
+            Cow::Borrowed("Starting task run."),
+            &prepared.ctx,
+        );
+        let state = match attempt.after::<I, T>(outcome, self.classify, &None, &None, &prepared) {
+            Next::Done(state) => state,
+            // (Not met: a task without retries and without kept inputs is not retried.)
+            Next::RetryAfter(_) => {
+                let message = "Task run failed: it asked for a retry it does not have.";
+                State::failed(
+                    Failure::Runtime(message.to_owned()),
+                    message.to_owned(),
+                    Utc::now(),
+                )
+            }
+        };
+        self::finish(spec, state, &prepared).into_output()
+    }
+
+    fn run_unrecorded(
+        mut self,
+        mut body: impl FnMut(I) -> T,
+        slot: Option<&Slot>,
+        observed: bool,
+    ) -> State<T> {
         let target = match self.check_target() {
             TargetCheck::Done(state) => return state,
             TargetCheck::Run(t) => t,
@@ -509,6 +700,7 @@ where
                 Checked::Run(p) => break *p,
             }
         };
+        prepared.observed = observed;
         if let Some(state) = self.trigger(slot, &prepared) {
             return state;
         }
@@ -950,14 +1142,14 @@ where
                 let mut prepared = Prepared::new(ctx);
                 prepared.persist = persist.is_some();
                 if self.output_caching.is_some() && spec.cache_for().is_some() {
-                    if let Some((each, all)) = self.both_digests() {
+                    if let Some((each, inputs_key)) = self.both_digests() {
                         let key = key_cache(spec, ctx);
                         if ctx.refresh {
                             // The refreshed output replaces what served these inputs:
                             // under a validator that accepts other inputs' outputs too,
                             // every output of the key.
                             if spec.cache_validator().requires_equal_inputs() {
-                                key.remove_inputs(&all);
+                                key.remove_inputs(&inputs_key);
                             } else {
                                 key.clear();
                                 if let Some(p) = persist {
@@ -966,7 +1158,8 @@ where
                             }
                         }
                         prepared.digests = Some(each);
-                        prepared.all_inputs = Some(all);
+                        prepared.all_inputs = Some(inputs_key.digest());
+                        prepared.inputs_key = Some(inputs_key);
                         prepared.key = Some(key);
                     }
                 }
@@ -988,7 +1181,7 @@ where
             let mut all = None;
             let mut each = None;
             let lookup = if validator.requires_equal_inputs() {
-                match self.all_digest() {
+                match self.all_key() {
                     Ok(d) => {
                         let lookup =
                             (caching.find)(&key, &validator, Some(&d), None, parameters, now);
@@ -1023,10 +1216,11 @@ where
                 Ok(d) => d.into(),
                 Err(e) => return uncached(e, Some(reason)),
             };
-            let all = match all.map_or_else(|| self.all_digest(), Ok) {
-                Ok(d) => d,
+            let inputs_key = match all.map_or_else(|| self.all_key(), Ok) {
+                Ok(k) => k,
                 Err(e) => return uncached(e, Some(reason)),
             };
+            let all = inputs_key.digest();
             // A cached output persisted by this or an earlier process.
             let persistent = persist.filter(|p| p.backend.is_persistent());
             let record_hit = |p: &PersistConfig<'_, I, T>| {
@@ -1045,7 +1239,7 @@ where
                         Entry::new(
                             Arc::clone(&cached),
                             (caching.erase)(&hit.value),
-                            all,
+                            inputs_key,
                             std::mem::size_of::<T>(),
                             now,
                         ),
@@ -1065,11 +1259,11 @@ where
                 return hit;
             }
             let mut holding = Vec::new();
-            let flight_id = Holding::Flight(Arc::as_ptr(&key) as usize, all);
+            let flight_id = Holding::Flight(Arc::as_ptr(&key) as usize, inputs_key);
             let flight = if held_by_caller(spec, ctx, &flight_id) {
                 None
             } else {
-                match key.join_flight(&all) {
+                match key.join_flight(&inputs_key) {
                     Join::Wait(f) => return Checked::Wait(f),
                     Join::Leader(g) => Some(g),
                     Join::Alone => None,
@@ -1097,12 +1291,14 @@ where
                 key: Some(Arc::clone(&key)),
                 digests: Some(each),
                 all_inputs: Some(all),
+                inputs_key: Some(inputs_key),
                 miss: Some(reason),
                 _flight: flight,
                 persist: persist.is_some(),
                 target: None,
                 _record_lock: record_lock,
                 holding,
+                observed: true,
             }))
         })
     }
@@ -1114,18 +1310,18 @@ where
         Ok(hasher.into_each())
     }
 
-    /// One digest of all the inputs together.
-    fn all_digest(&self) -> Result<InputDigest, HashError> {
+    /// The key of all the inputs together (their digest, or their short encoding).
+    fn all_key(&self) -> Result<InputKey, HashError> {
         let mut hasher = InputHasher::all();
         (self.hash)(&self.inputs, &mut hasher)?;
-        Ok(hasher.into_all())
+        Ok(hasher.into_key())
     }
 
     /// Both, or `None` (logged) when the inputs cannot be hashed.
-    fn both_digests(&self) -> Option<(Box<[InputDigest]>, InputDigest)> {
+    fn both_digests(&self) -> Option<(Box<[InputDigest]>, InputKey)> {
         match self
             .each_digest()
-            .and_then(|each| Ok((each.into(), self.all_digest()?)))
+            .and_then(|each| Ok((each.into(), self.all_key()?)))
         {
             Ok(both) => Some(both),
             Err(e) => {
@@ -1152,12 +1348,17 @@ fn served<T>(spec: &TaskSpec, ctx: &Context, state: State<T>, what: &'static str
 /// process-wide one (looked up once per task and kept on the spec).
 fn key_cache_ref<'a>(spec: &'a TaskSpec, ctx: &Context) -> Cow<'a, Arc<KeyCache>> {
     match &ctx.cache {
-        None => Cow::Borrowed(
-            spec.global_key
-                .get_or_init(|| crate::store::OutputCache::global().key(spec.cache_key())),
-        ),
+        None => global_key_cache(spec),
         Some(cache) => Cow::Owned(cache.key(spec.cache_key())),
     }
+}
+
+/// The candidates for the spec's key in the process-wide cache.
+fn global_key_cache(spec: &TaskSpec) -> Cow<'_, Arc<KeyCache>> {
+    Cow::Borrowed(
+        spec.global_key
+            .get_or_init(|| crate::store::OutputCache::global().key(spec.cache_key())),
+    )
 }
 
 fn key_cache(spec: &TaskSpec, ctx: &Context) -> Arc<KeyCache> {
@@ -1188,7 +1389,7 @@ impl<'s> Attempts<'s> {
             Some(c) if spec.max_retries() > 0 => Some((c.encode)(inputs)),
             _ => None,
         };
-        let mut history = Some(Vec::new());
+        let mut history = prepared.observed.then(Vec::new);
         if let (Some(h), Some(miss)) = (&mut history, &prepared.miss) {
             h.push(StateRecord {
                 kind: StateKind::Pending,
@@ -1354,11 +1555,11 @@ impl<'s> Attempts<'s> {
         let spec = self.spec;
         let now = ctx.clock.now();
         let mut cached = None;
-        if let (Some(cache_for), Some(key), Some(digests), Some(all)) = (
+        if let (Some(cache_for), Some(key), Some(digests), Some(inputs_key)) = (
             spec.cache_for(),
             &prepared.key,
             &prepared.digests,
-            prepared.all_inputs,
+            prepared.inputs_key,
         ) {
             let record = Arc::new(Cached {
                 // A `cache_for` that reaches past the last representable date never expires.
@@ -1375,7 +1576,7 @@ impl<'s> Attempts<'s> {
                     Entry::new(
                         Arc::clone(&record),
                         (caching.erase)(&value),
-                        all,
+                        inputs_key,
                         std::mem::size_of::<T>(),
                         instant(now),
                     ),
@@ -1472,17 +1673,20 @@ fn checkpoint<I, T>(
 
 /// Ends a run that did not hit the cache: the log event, the flow's report, and the
 /// release of any waiters (the flight guard in `prepared` is dropped by the caller).
-fn finish<T>(spec: &TaskSpec, state: State<T>, prepared: &Prepared) -> State<T> {
+fn finish<T>(spec: &TaskSpec, mut state: State<T>, prepared: &Prepared) -> State<T> {
+    // (Logged all the same; a state nobody reads does not keep it.)
+    if prepared.observed {
+        state.miss = prepared.miss.clone().map(Box::new);
+    }
     finish_with(spec, state, &prepared.ctx, prepared.miss.as_ref())
 }
 
 fn finish_with<T>(
     spec: &TaskSpec,
-    mut state: State<T>,
+    state: State<T>,
     ctx: &Context,
     miss: Option<&MissReason>,
 ) -> State<T> {
-    state.miss = miss.cloned().map(Box::new);
     match state.kind {
         StateKind::Failed => {
             tracing::warn!(

@@ -258,6 +258,23 @@ impl<T> State<T> {
         }
     }
 
+    /// A successful run's state, with nothing more known of it.
+    pub(crate) fn success(value: T, run_count: u32, now: DateTime<Utc>) -> Self {
+        State {
+            kind: StateKind::Success,
+            message: Cow::Borrowed("Task run succeeded."),
+            output: Output::Value(value),
+            cached: None,
+            run_count,
+            timestamp: crate::context::to_nanos(now),
+            previous: Vec::new(),
+            location: None,
+            persist_error: None,
+            digest: None,
+            miss: None,
+        }
+    }
+
     pub(crate) fn failed(failure: Failure<T>, message: String, now: DateTime<Utc>) -> Self {
         State {
             kind: StateKind::Failed,

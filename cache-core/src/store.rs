@@ -10,14 +10,15 @@
 //! Concurrent runs of the same key with the same inputs compute once: the first becomes
 //! the leader of a *flight*, the others wait for it and then look again (single-flight).
 
-use crate::hash::InputDigest;
+use crate::hash::InputKey;
 use crate::parameters::Parameters;
 use crate::state::{Cached, HashedInputs};
 use crate::validators::CacheValidator;
+use crossbeam_utils::sync::ShardedLock;
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
@@ -161,7 +162,7 @@ impl OutputCache {
         }
         let usage = Arc::clone(&self.usage);
         Arc::clone(
-            write(&self.keys)
+            write_keys(&self.keys)
                 .entry(key.into())
                 .or_insert_with(|| Arc::new(KeyCache::with_usage(usage))),
         )
@@ -179,10 +180,10 @@ impl OutputCache {
         while over(&self.usage) {
             let largest = read(&self.keys)
                 .values()
-                .max_by_key(|k| read(&k.candidates).len)
+                .max_by_key(|k| k.len())
                 .map(Arc::clone);
             let Some(largest) = largest else { break };
-            let len = read(&largest.candidates).len;
+            let len = largest.len();
             if len == 0 || (len == 1 && std::ptr::eq(&*largest, key)) || !largest.evict_one() {
                 break;
             }
@@ -199,9 +200,7 @@ impl OutputCache {
 
     /// The number of cached outputs under `key` (expired ones not yet pruned included).
     pub fn len_of(&self, key: &str) -> usize {
-        read(&self.keys)
-            .get(key)
-            .map_or(0, |k| read(&k.candidates).len)
+        read(&self.keys).get(key).map_or(0, |k| k.len())
     }
 
     /// Forgets every cached output under `key` (what `my_task::invalidate()` does in
@@ -227,7 +226,7 @@ impl std::fmt::Debug for OutputCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let keys = read(&self.keys);
         f.debug_map()
-            .entries(keys.iter().map(|(k, v)| (k, read(&v.candidates).len)))
+            .entries(keys.iter().map(|(k, v)| (k, v.len())))
             .finish()
     }
 }
@@ -238,8 +237,8 @@ pub(crate) struct Entry {
     pub(crate) value: Box<dyn Any + Send + Sync>,
     /// `cached.expiration` in nanoseconds since the epoch (`i128::MAX`: never).
     expires: i128,
-    /// The digest of all the inputs together: what `all_inputs` looks up by.
-    all_inputs: InputDigest,
+    /// All the inputs together: what `all_inputs` looks up by.
+    inputs: InputKey,
     /// Its approximate size (see [`MemoryBudget`]).
     bytes: usize,
     /// When it was last served or stored (nanoseconds, coarse): for eviction.
@@ -256,7 +255,7 @@ impl Entry {
     pub(crate) fn new(
         cached: Arc<Cached>,
         value: Box<dyn Any + Send + Sync>,
-        all_inputs: InputDigest,
+        inputs: InputKey,
         value_size: usize,
         now: i128,
     ) -> Self {
@@ -266,7 +265,7 @@ impl Entry {
             cached,
             value,
             expires,
-            all_inputs,
+            inputs,
             bytes,
             used: AtomicI64::new(crate::context::saturate(now)),
         }
@@ -275,14 +274,30 @@ impl Entry {
     fn is_expired(&self, now: i128) -> bool {
         now >= self.expires
     }
+
+    /// Notes a hit, for eviction: written at most once a millisecond, so that threads
+    /// hitting one output share its cache line for reading, not writing.
+    fn touch(&self, now: i128) {
+        let now = crate::context::saturate(now);
+        if now.saturating_sub(self.used.load(Ordering::Relaxed)) > 1_000_000 {
+            self.used.store(now, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The candidates and flights of one cache key.
+///
+/// The candidates sit behind a sharded lock: a reader takes only its own thread's
+/// shard, so threads hitting one key never write to a shared cache line (a writer
+/// takes every shard).
 #[derive(Default)]
 pub(crate) struct KeyCache {
-    candidates: RwLock<Candidates>,
+    candidates: ShardedLock<Candidates>,
     flights: Mutex<HashMap<u64, Arc<Flight>, BuildFingerprint>>,
     usage: Arc<Usage>,
+    /// Seeds the fingerprints of exact keys, per key: inputs chosen to collide in one
+    /// process collide in no other.
+    seed: foldhash::fast::RandomState,
 }
 
 #[derive(Default)]
@@ -379,14 +394,14 @@ pub(crate) enum Lookup<T> {
 }
 
 impl KeyCache {
-    /// The first valid candidate, cloned out. `all_inputs` is the digest of all the
+    /// The first valid candidate, cloned out. `all_inputs` is the key of all the
     /// current inputs, for a validator that needs them all equal (a lookup, no scan);
     /// `inputs` the digest per input, for a validator that reads some (`None` when the
     /// validator reads none: they were not hashed).
     pub(crate) fn find<T: Clone + 'static>(
         &self,
         validator: &CacheValidator,
-        all_inputs: Option<&InputDigest>,
+        all_inputs: Option<&InputKey>,
         inputs: Option<&HashedInputs<'_>>,
         parameters: &Parameters,
         now: i128,
@@ -402,12 +417,12 @@ impl KeyCache {
     fn find_in<T: Clone + 'static>(
         &self,
         validator: &CacheValidator,
-        all_inputs: Option<&InputDigest>,
+        all_inputs: Option<&InputKey>,
         inputs: Option<&HashedInputs<'_>>,
         parameters: &Parameters,
         now: i128,
     ) -> Lookup<T> {
-        let candidates = read(&self.candidates);
+        let candidates = read_shard(&self.candidates);
         let mut reason = MissReason {
             validator: validator.name(),
             ..MissReason::default()
@@ -419,7 +434,7 @@ impl KeyCache {
                 return None;
             }
             let valid = match (all_inputs, inputs) {
-                (Some(all), _) if validator.requires_equal_inputs() => entry.all_inputs == *all,
+                (Some(all), _) if validator.requires_equal_inputs() => entry.inputs == *all,
                 (_, Some(i)) => validator.accepts(cached, i, parameters),
                 // The validator ignores inputs: hand it the candidate's own.
                 _ => validator.accepts(cached, &cached.hashed_inputs, parameters),
@@ -442,16 +457,11 @@ impl KeyCache {
             }
         };
         let hit = |entry: &Entry, v: T| {
-            // Written at most once a millisecond: threads hitting one output share its
-            // cache line for reading, not writing.
-            let now = crate::context::saturate(now);
-            if now.saturating_sub(entry.used.load(Ordering::Relaxed)) > 1_000_000 {
-                entry.used.store(now, Ordering::Relaxed);
-            }
+            entry.touch(now);
             Lookup::Hit(v, Arc::clone(&entry.cached))
         };
         if let (Some(all), true) = (all_inputs, validator.requires_equal_inputs()) {
-            if let Some(bucket) = candidates.by_inputs.get(&fingerprint(all)) {
+            if let Some(bucket) = candidates.by_inputs.get(&self.fingerprint(all)) {
                 for entry in bucket {
                     if let Some(v) = check(entry) {
                         return hit(entry, v);
@@ -466,6 +476,39 @@ impl KeyCache {
             }
         }
         Lookup::Miss(reason)
+    }
+
+    /// The value of the first valid candidate for exactly these inputs under a
+    /// validator that needs all of them equal, cloned out: the whole of a hit, and
+    /// nothing on a miss (the caller then takes the full path, which says why).
+    pub(crate) fn get_exact<T: Clone + 'static>(&self, inputs: &InputKey, now: i128) -> Option<T> {
+        let candidates = read_shard(&self.candidates);
+        let bucket = candidates.by_inputs.get(&self.fingerprint(inputs))?;
+        let entry = bucket
+            .iter()
+            .find(|e| e.inputs == *inputs && !e.is_expired(now))?;
+        let value = entry.value.downcast_ref::<T>()?.clone();
+        entry.touch(now);
+        Some(value)
+    }
+
+    /// The number of candidates (expired ones not yet pruned included).
+    pub(crate) fn len(&self) -> usize {
+        read_shard(&self.candidates).len
+    }
+
+    /// The 64-bit fingerprint that groups candidates: the first bytes of a digest,
+    /// or a seeded hash of an exact encoding. Equal fingerprints are always confirmed
+    /// by comparing the keys themselves.
+    fn fingerprint(&self, key: &InputKey) -> u64 {
+        match key {
+            InputKey::Digest(d) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&d.0[..8]);
+                u64::from_le_bytes(word)
+            }
+            InputKey::Exact { .. } => self.seed.hash_one(key.as_bytes()),
+        }
     }
 
     fn with_usage(usage: Arc<Usage>) -> Self {
@@ -495,14 +538,14 @@ impl KeyCache {
     }
 
     /// Forgets the candidates made from exactly these inputs (a refresh replaces them).
-    pub(crate) fn remove_inputs(&self, all_inputs: &InputDigest) {
+    pub(crate) fn remove_inputs(&self, all_inputs: &InputKey) {
+        let fp = self.fingerprint(all_inputs);
         let mut c = write(&self.candidates);
-        let fp = fingerprint(all_inputs);
         let mut gone = Vec::new();
         if let Some(bucket) = c.by_inputs.get_mut(&fp) {
             let (keep, drop): (Vec<Entry>, Vec<Entry>) = std::mem::take(bucket)
                 .into_iter()
-                .partition(|e| e.all_inputs != *all_inputs);
+                .partition(|e| e.inputs != *all_inputs);
             *bucket = keep;
             gone = drop;
         }
@@ -538,7 +581,7 @@ impl KeyCache {
     /// Evicts least recently used candidates until at most `max` are left (a task's
     /// `max_entries`).
     pub(crate) fn trim_to(&self, max: usize) {
-        while read(&self.candidates).len > max && self.evict_one() {}
+        while self.len() > max && self.evict_one() {}
     }
 
     /// Removes expired candidates (after a lookup that met some).
@@ -565,18 +608,24 @@ impl KeyCache {
     /// Keeps an output; prunes expired candidates from time to time, so that the cost
     /// of pruning stays proportional to the number of inserts.
     pub(crate) fn insert(&self, entry: Entry, now: i128) {
-        let fp = fingerprint(&entry.all_inputs);
+        let fp = self.fingerprint(&entry.inputs);
         self.usage.entries.fetch_add(1, Ordering::Relaxed);
         self.usage.bytes.fetch_add(entry.bytes, Ordering::Relaxed);
         let mut c = write(&self.candidates);
         let bucket = c.by_inputs.entry(fp).or_default();
-        let (kept, expired): (Vec<Entry>, Vec<Entry>) = std::mem::take(bucket)
-            .into_iter()
-            .partition(|e| !e.is_expired(now));
-        *bucket = kept;
+        let (mut expired, mut freed) = (0, 0);
+        bucket.retain(|e| {
+            let keep = !e.is_expired(now);
+            if !keep {
+                expired += 1;
+                freed += e.bytes;
+            }
+            keep
+        });
         bucket.push(entry);
-        c.len = c.len + 1 - expired.len();
-        self.released(&expired);
+        c.len = c.len + 1 - expired;
+        self.usage.entries.fetch_sub(expired, Ordering::Relaxed);
+        self.usage.bytes.fetch_sub(freed, Ordering::Relaxed);
         if c.len >= c.sweep_at {
             drop(c);
             self.prune_expired(now);
@@ -587,8 +636,8 @@ impl KeyCache {
 
     /// Joins the flight for these inputs: the first caller leads (and must run the body),
     /// later ones get the flight to wait on.
-    pub(crate) fn join_flight(self: &Arc<Self>, all_inputs: &InputDigest) -> Join {
-        let fp = fingerprint(all_inputs);
+    pub(crate) fn join_flight(self: &Arc<Self>, all_inputs: &InputKey) -> Join {
+        let fp = self.fingerprint(all_inputs);
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = flights.get(&fp) {
             if f.all_inputs == *all_inputs {
@@ -623,7 +672,7 @@ pub(crate) enum Join {
 
 /// A computation in progress that others may wait for.
 pub(crate) struct Flight {
-    all_inputs: InputDigest,
+    all_inputs: InputKey,
     done: Mutex<FlightState>,
     landed: Condvar,
 }
@@ -699,14 +748,6 @@ impl Drop for FlightGuard {
     }
 }
 
-/// A 64-bit fingerprint of a SHA-256 digest, for grouping candidates: its first bytes.
-/// Equal fingerprints are always confirmed by comparing the digests themselves.
-fn fingerprint(digest: &InputDigest) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&digest.0[..8]);
-    u64::from_le_bytes(word)
-}
-
 /// The fingerprints are already uniformly distributed: hash them as themselves.
 #[derive(Default)]
 struct FingerprintHasher(u64);
@@ -731,6 +772,14 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+fn write_keys<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_shard<T>(lock: &ShardedLock<T>) -> crossbeam_utils::sync::ShardedLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &ShardedLock<T>) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,7 +1,7 @@
 //! Task settings: what `#[task(...)]` turns into, readable as `my_task::spec()`; and
 //! how a task treats its output type (which values are failures, what is cached).
 
-use crate::hash::InputDigest;
+use crate::hash::InputKey;
 use crate::parameters::Parameters;
 use crate::persist::PersistOps;
 use crate::runtime::{CacheableOutput, PersistableOutput};
@@ -356,6 +356,8 @@ impl<T: Clone + Send + Sync + 'static> CacheableSuccess for T {}
 pub struct CachedValue<R> {
     /// The first valid candidate, given back as an `R`.
     pub(crate) find: FindCached<R>,
+    /// The value cached for exactly these inputs (an `all_inputs` hit), as an `R`.
+    pub(crate) get: GetExact<R>,
     /// What the cache keeps of a successful output.
     pub(crate) erase: fn(&R) -> Box<dyn Any + Send + Sync>,
 }
@@ -364,6 +366,7 @@ impl<R> Clone for CachedValue<R> {
     fn clone(&self) -> Self {
         CachedValue {
             find: self.find,
+            get: self.get,
             erase: self.erase,
         }
     }
@@ -376,6 +379,7 @@ impl<R: CacheableOutput> CachedValue<R> {
             find: |key, validator, all, each, parameters, now| {
                 key.find::<R>(validator, all, each, parameters, now)
             },
+            get: |key, inputs, now| key.get_exact::<R>(inputs, now),
             erase: |v| Box::new(v.clone()),
         }
     }
@@ -385,11 +389,14 @@ impl<R: CacheableOutput> CachedValue<R> {
 pub(crate) type FindCached<R> = fn(
     &KeyCache,
     &CacheValidator,
-    Option<&InputDigest>,
+    Option<&InputKey>,
     Option<&HashedInputs<'_>>,
     &Parameters,
     i128,
 ) -> Lookup<R>;
+
+/// A hit on exactly these inputs ([`KeyCache::get_exact`]'s arguments).
+pub(crate) type GetExact<R> = fn(&KeyCache, &InputKey, i128) -> Option<R>;
 
 /// What the cache holds in place of a value it must never serve (an `Err`, which is
 /// never offered to it): no task's output type, so no lookup ever matches it.
@@ -421,6 +428,7 @@ impl<T, E> CachedAsSuccess for &OutputType<Result<T, E>> {
                 Lookup::Hit(t, cached) => Lookup::Hit(Ok(t), cached),
                 Lookup::Miss(reason) => Lookup::Miss(reason),
             },
+            get: |key, inputs, now| key.get_exact::<T>(inputs, now).map(Ok),
             erase: |r| match r {
                 Ok(t) => Box::new(t.clone()),
                 Err(_) => Box::new(NotCached),

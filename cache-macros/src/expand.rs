@@ -1,10 +1,12 @@
 //! Emitting the code for an already-checked task or flow.
 //!
 //! For `#[task] fn add(x: i64, y: i64) -> i64 { x + y }` the expansion is:
-//! the function itself, whose body is `<add>::run(x, y).into_output()`; a type `add` (type
-//! namespace only, so it does not clash with the function); and an `impl add` with
-//! `spec()` (the settings, a `static`) and `run(…)` (one call of the runtime with the
-//! original body in a closure). Everything from the runtime is named through
+//! the function itself, whose body is `<add>::call(Ending::Output, x, y).into_output()`;
+//! a type `add` (type namespace only, so it does not clash with the function); and an
+//! `impl add` with `spec()` (the settings, a `static`), `call(…)` (one call of the
+//! runtime with the original body in a closure, ending with the output alone or with
+//! the final state) and `run(…)` (`call` for the final state). An `async fn` task has
+//! no `call`: its function awaits `run(…)`. Everything from the runtime is named through
 //! `::taskcache::…` so that the user's own `Result` or `Option` cannot interfere.
 
 use crate::attr::{FlowArgs, TaskArgs, ValidatorArg};
@@ -45,8 +47,9 @@ impl<'a> Frame<'a> {
         sig
     }
 
-    /// The user's function, calling `name::run(…)`.
-    fn outer_fn(&self) -> TokenStream {
+    /// The user's function, calling `name::run(…)`, or `name::call(…)` for the output
+    /// alone when the type has it (`via_call`: a sync task).
+    fn outer_fn(&self, via_call: bool) -> TokenStream {
         let item = &self.func.item;
         let attrs = &item.attrs;
         let vis = &item.vis;
@@ -54,10 +57,15 @@ impl<'a> Frame<'a> {
         let ident = self.func.ident();
         let args = self.func.inputs.iter().map(|i| &i.ident);
         let dot_await = self.func.is_async().then(|| quote!(.await));
+        let call = if via_call {
+            quote!(<#ident>::call(::taskcache::__private::Ending::Output, #(#args),*))
+        } else {
+            quote!(<#ident>::run(#(#args),*) #dot_await)
+        };
         quote! {
             #(#attrs)*
             #vis #sig {
-                <#ident>::run(#(#args),*) #dot_await .into_output()
+                #call.into_output()
             }
         }
     }
@@ -325,6 +333,8 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
         })
     });
     let block = &func.item.block;
+    // Mixed-site hygiene: this name cannot clash with an argument called `ending`.
+    let ending = proc_macro2::Ident::new("ending", proc_macro2::Span::mixed_site());
     let run_call = if func.is_async() {
         quote! {
             .run_async(|(#(#owned_pats,)*): (#(#owned_tys,)*)| async move #block)
@@ -332,12 +342,49 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
         }
     } else {
         quote! {
-            .run(|(#(#owned_pats,)*): (#(#owned_tys,)*)| -> #output #block)
+            .end(#ending, |(#(#owned_pats,)*): (#(#owned_tys,)*)| -> #output #block)
         }
     };
     let run_sig = frame.run_sig(quote!(::taskcache::State<#output>), false);
+    let chain = quote! {
+        #result_static
+        ::taskcache::__private::TaskRun::new(Self::spec(), (#(#owned_idents,)*))
+            #(#steps)*
+            #run_call
+    };
+    // A sync task's body is written once, in `call`, which ends with the state (`run`)
+    // or with the output alone (the function), which a cache hit gives without
+    // building a state.
+    let run_fns = if func.is_async() {
+        quote! {
+            /// Runs this task and returns its final state, with the history of the run.
+            #run_sig {
+                #chain
+            }
+        }
+    } else {
+        let sig = frame.outer_sig();
+        let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
+        let inputs = &sig.inputs;
+        let args = func.inputs.iter().map(|i| &i.ident);
+        quote! {
+            /// Runs this task and returns its final state, with the history of the run.
+            #run_sig {
+                Self::call(::taskcache::__private::Ending::State, #(#args),*).into_state()
+            }
 
-    let outer = frame.outer_fn();
+            #[allow(clippy::too_many_arguments)]
+            fn call #generics (
+                #ending: ::taskcache::__private::Ending,
+                #inputs
+            ) -> ::taskcache::__private::Ended<#output> #where_clause {
+                #chain
+            }
+        }
+    };
+
+    let outer = frame.outer_fn(!func.is_async());
     let controls = frame.cache_controls(result_static.as_ref());
     let type_item = frame.type_item(format!(
         "The task `{name}`: `{ident}::spec()` gives its settings, `{ident}::run(…)` runs it and returns its final state, `{ident}::refresh(…)` runs it whatever is cached, `{ident}::invalidate()` drops what is cached."
@@ -356,13 +403,7 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
                 &SPEC
             }
 
-            /// Runs this task and returns its final state, with the history of the run.
-            #run_sig {
-                #result_static
-                ::taskcache::__private::TaskRun::new(Self::spec(), (#(#owned_idents,)*))
-                    #(#steps)*
-                    #run_call
-            }
+            #run_fns
 
             #controls
         }
@@ -511,7 +552,7 @@ pub fn flow(args: &FlowArgs, func: &Function) -> TokenStream {
         quote!(.run(move || -> #output #block))
     };
     let run_sig = frame.run_sig(quote!(::taskcache::FlowRun<#output>), true);
-    let outer = frame.outer_fn();
+    let outer = frame.outer_fn(false);
     let type_item = frame.type_item(format!(
         "The flow `{name}`: `{ident}::run(…)` runs it and returns the final state of every task run in it."
     ));

@@ -1,0 +1,227 @@
+//! The short ways a task call takes when nobody reads its state (calling the task
+//! rather than `run`): a hit in memory on exactly these inputs, and a task with nothing
+//! to cache, retry or persist. Each must behave as the full way does.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use taskcache::prelude::*;
+use taskcache::OutputCache;
+
+fn isolated<R>(f: impl FnOnce() -> R) -> R {
+    Context::current().with_cache(OutputCache::new()).scope(f)
+}
+
+fn name_here() -> Option<String> {
+    taskcache::context::current().task_name().map(str::to_owned)
+}
+
+#[task]
+fn whoami() -> (Option<String>, u32) {
+    let c = taskcache::context::current();
+    (c.task_name().map(str::to_owned), c.task_run_count())
+}
+
+#[test]
+fn a_plain_task_body_sees_its_own_name_and_attempt() {
+    assert_eq!(whoami(), (Some("whoami".to_owned()), 1));
+    assert_eq!(
+        name_here(),
+        None,
+        "the caller's context is the caller's again"
+    );
+}
+
+#[task(cache_for = "1h")]
+fn cached_outer(x: u32) -> (Option<String>, Option<String>, Option<String>) {
+    let before = name_here();
+    let inner = whoami().0;
+    let after = name_here();
+    let _ = x;
+    (before, inner, after)
+}
+
+#[task]
+fn plain_outer() -> (Option<String>, Option<String>, Option<String>) {
+    let before = name_here();
+    let inner = whoami().0;
+    (before, inner, name_here())
+}
+
+#[test]
+fn nested_calls_see_their_own_names_and_give_the_callers_back() {
+    let outer = Some("cached_outer".to_owned());
+    let expected = (outer.clone(), Some("whoami".to_owned()), outer);
+    assert_eq!(isolated(|| cached_outer(1)), expected);
+    let outer = Some("plain_outer".to_owned());
+    let expected = (outer.clone(), Some("whoami".to_owned()), outer);
+    assert_eq!(plain_outer(), expected);
+}
+
+#[task]
+fn scoped_inside() -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    let in_scope = Context::current()
+        .with_value("k", "v")
+        .scope(|| (name_here(), taskcache::context::current().get("k")));
+    let nested = Context::current().with_value("k", "v").scope(|| whoami().0);
+    let spawned = taskcache::context::spawn(name_here).join().unwrap();
+    (in_scope.0, in_scope.1, nested, spawned)
+}
+
+#[test]
+fn scopes_and_threads_opened_in_a_plain_body_keep_its_task() {
+    let me = Some("scoped_inside".to_owned());
+    assert_eq!(
+        scoped_inside(),
+        (
+            me.clone(),
+            Some("v".to_owned()),
+            Some("whoami".to_owned()),
+            me
+        )
+    );
+}
+
+#[task]
+fn boom() -> u32 {
+    panic!("boom 42")
+}
+
+#[test]
+fn a_plain_task_panic_reaches_the_caller_with_its_payload() {
+    let payload = std::panic::catch_unwind(boom).unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom 42"));
+    assert_eq!(
+        name_here(),
+        None,
+        "the task's frame is gone after the unwind"
+    );
+    // The full way says the same.
+    let state = std::panic::catch_unwind(boom::run).unwrap();
+    assert!(state.is_failed());
+    assert!(state.message().contains("boom 42"), "{state}");
+}
+
+#[task]
+fn fails(x: u32) -> Result<u32, String> {
+    if x == 0 {
+        Err("zero".to_owned())
+    } else {
+        Ok(x)
+    }
+}
+
+#[test]
+fn a_plain_task_returns_its_err_and_its_state_is_failed() {
+    assert_eq!(fails(0), Err("zero".to_owned()));
+    assert_eq!(fails(3), Ok(3));
+    assert!(fails::run(0).is_failed());
+    assert!(fails::run(3).is_successful());
+}
+
+static ECHOES: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn echo(s: String) -> usize {
+    ECHOES.fetch_add(1, Ordering::SeqCst);
+    s.len()
+}
+
+#[test]
+fn hits_are_exact_on_both_sides_of_the_short_key_length() {
+    isolated(|| {
+        // A string argument encodes in 10 bytes plus its own: up to 45 bytes it is
+        // looked up by its encoding, past that by its digest.
+        let lengths = [0usize, 1, 44, 45, 46, 54, 55, 56, 100, 4096];
+        for &n in &lengths {
+            let before = ECHOES.load(Ordering::SeqCst);
+            assert_eq!(echo("e".repeat(n)), n);
+            assert_eq!(echo("e".repeat(n)), n, "a hit gives the same value");
+            assert_eq!(
+                ECHOES.load(Ordering::SeqCst),
+                before + 1,
+                "the body ran once for length {n}"
+            );
+            let state = echo::run("e".repeat(n));
+            assert!(state.is_cached(), "the state of a hit says Cached ({n})");
+        }
+        // Inputs that differ only in their last byte are apart, short or long.
+        for n in [5usize, 45, 46, 100] {
+            let before = ECHOES.load(Ordering::SeqCst);
+            let a = "a".repeat(n);
+            let b = format!("{}b", &a[..n - 1]);
+            echo(a);
+            echo(b);
+            assert_eq!(
+                ECHOES.load(Ordering::SeqCst),
+                before + 2,
+                "the second input is no hit on the first (length {n})"
+            );
+        }
+    });
+}
+
+static SWAPS: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn swap(a: u64, b: u64) -> (u64, u64) {
+    SWAPS.fetch_add(1, Ordering::SeqCst);
+    (b, a)
+}
+
+#[test]
+fn a_refresh_and_an_invalidate_are_seen_by_the_short_way() {
+    isolated(|| {
+        assert_eq!(swap(1, 2), (2, 1));
+        assert_eq!(
+            swap(2, 1),
+            (1, 2),
+            "the order of the arguments is part of the key"
+        );
+        assert_eq!(SWAPS.load(Ordering::SeqCst), 2);
+        assert_eq!(swap(1, 2), (2, 1));
+        assert_eq!(SWAPS.load(Ordering::SeqCst), 2, "a hit");
+        swap::refresh(1, 2);
+        assert_eq!(SWAPS.load(Ordering::SeqCst), 3, "a refresh runs the body");
+        assert_eq!(swap(1, 2), (2, 1));
+        assert_eq!(
+            SWAPS.load(Ordering::SeqCst),
+            3,
+            "and its output serves the next call"
+        );
+        swap::invalidate();
+        assert_eq!(swap(1, 2), (2, 1));
+        assert_eq!(
+            SWAPS.load(Ordering::SeqCst),
+            4,
+            "nothing cached after invalidate"
+        );
+    });
+}
+
+static CLOCKED: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "1m", cache_validator = all_inputs)]
+fn clocked(x: u8) -> u8 {
+    CLOCKED.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn an_expired_output_is_not_served_by_the_short_way() {
+    let clock = taskcache::context::ManualClock::new(chrono::Utc::now());
+    Context::current()
+        .with_cache(OutputCache::new())
+        .with_clock(clock.clock())
+        .scope(|| {
+            clocked(1);
+            clocked(1);
+            assert_eq!(CLOCKED.load(Ordering::SeqCst), 1);
+            clock.advance(std::time::Duration::from_secs(61));
+            clocked(1);
+            assert_eq!(CLOCKED.load(Ordering::SeqCst), 2, "expired: the body ran");
+        });
+}
