@@ -676,6 +676,51 @@ pub mod __private {
         }
     }
 
+    /// A task argument on its way to the hasher: `(&&Arg(x)).hash_arg(hasher)` picks
+    /// [`HashAsBytes`] for a run of bytes, else [`HashWithSerde`].
+    pub struct Arg<'a, T: ?Sized>(pub &'a T);
+
+    /// Runs of bytes (`Vec<u8>`, `[u8]`, `Box<[u8]>`) are hashed in bulk, to the same
+    /// digest as serde's byte-at-a-time encoding gives.
+    pub trait HashAsBytes {
+        /// Hands the argument to the hasher.
+        fn hash_arg(self, hasher: &mut InputHasher) -> Result<(), HashError>;
+    }
+
+    macro_rules! bytes_in_bulk {
+        ($($ty:ty),*) => {$(
+            impl HashAsBytes for &&Arg<'_, $ty> {
+                #[inline]
+                fn hash_arg(self, hasher: &mut InputHasher) -> Result<(), HashError> {
+                    hasher.input_bytes(self.0);
+                    Ok(())
+                }
+            }
+        )*};
+    }
+    bytes_in_bulk!(Vec<u8>, [u8], Box<[u8]>);
+
+    /// Any other argument is hashed through serde.
+    pub trait HashWithSerde {
+        /// The argument's type.
+        type Input: ?Sized;
+        /// Hands the argument to the hasher.
+        fn hash_arg(self, hasher: &mut InputHasher) -> Result<(), HashError>
+        where
+            Self::Input: TaskInput;
+    }
+
+    impl<T: ?Sized> HashWithSerde for &Arg<'_, T> {
+        type Input = T;
+        #[inline]
+        fn hash_arg(self, hasher: &mut InputHasher) -> Result<(), HashError>
+        where
+            T: TaskInput,
+        {
+            hash_input(hasher, self.0)
+        }
+    }
+
     /// Hashes one task argument.
     #[inline]
     pub fn hash_input<T: TaskInput + ?Sized>(

@@ -37,6 +37,49 @@ fn max_entries_evicts_the_least_recently_used() {
     assert!(!run(2).is_cached(), "the least recently used was evicted");
 }
 
+#[task(cache_for = "1h", cache_validator = all_inputs, max_entries = 100)]
+fn hundred(x: u64) -> u64 {
+    x + 1
+}
+
+#[test]
+fn eviction_keeps_every_output_served_since_it_was_stored() {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let ctx = Context::current()
+        .with_cache(taskcache::OutputCache::new())
+        .with_clock(clock.clock());
+    let tick = || clock.advance(Duration::from_millis(2));
+    let run = |x| ctx.clone().scope(|| hundred::run(x));
+    for x in 0..100 {
+        run(x);
+        tick();
+    }
+    // The oldest half is served again, then 50 new outputs come.
+    for x in 0..50 {
+        assert!(run(x).is_cached());
+        tick();
+    }
+    for x in 100..150 {
+        run(x);
+        tick();
+    }
+    assert_eq!(ctx.cache().len_of(hundred::spec().cache_key()), 100);
+    for x in 0..50 {
+        assert!(
+            run(x).is_cached(),
+            "{x} was served since it was stored: kept"
+        );
+    }
+    for x in 100..150 {
+        assert!(
+            run(x).is_cached(),
+            "{x} is newer than every unserved output: kept"
+        );
+    }
+    // 100 outputs and none of them is one of 50..100: those were the ones evicted.
+    assert_eq!(ctx.cache().len_of(hundred::spec().cache_key()), 100);
+}
+
 #[task(cache_for = "1s", cache_validator = all_inputs)]
 fn short_lived(x: u64) -> u64 {
     x

@@ -225,3 +225,35 @@ fn an_expired_output_is_not_served_by_the_short_way() {
             assert_eq!(CLOCKED.load(Ordering::SeqCst), 2, "expired: the body ran");
         });
 }
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn blob_len(blob: Vec<u8>, view: &[u8], tag: u8) -> usize {
+    blob.len() + view.len() + usize::from(tag)
+}
+
+#[test]
+fn runs_of_bytes_hash_in_bulk_to_the_digests_serde_gives() {
+    isolated(|| {
+        let blob: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let view = &blob[..1000];
+        let state = blob_len::run(blob.clone(), view, 3);
+        let cached = state
+            .cached()
+            .expect("a Success with cache_for records its inputs");
+        let inputs = &cached.hashed_inputs;
+        assert_eq!(
+            inputs.get("blob"),
+            Some(&taskcache::hash_input(&blob).unwrap())
+        );
+        assert_eq!(
+            inputs.get("view"),
+            Some(&taskcache::hash_input(view).unwrap())
+        );
+        assert_eq!(
+            inputs.get("tag"),
+            Some(&taskcache::hash_input(&3u8).unwrap())
+        );
+        assert!(blob_len::run(blob.clone(), view, 3).is_cached());
+        assert!(!blob_len::run(blob.clone(), &blob[..999], 3).is_cached());
+    });
+}

@@ -303,6 +303,11 @@ pub(crate) struct KeyCache {
 #[derive(Default)]
 struct Candidates {
     by_inputs: HashMap<u64, Vec<Entry>, BuildFingerprint>,
+    /// The fingerprints in the order eviction visits them (a clock): each with the
+    /// time it was queued, so that an output served since gets a second chance.
+    /// Removed outputs leave theirs behind until a visit skips them or the queue is
+    /// rebuilt.
+    order: std::collections::VecDeque<(u64, i64)>,
     len: usize,
     sweep_at: usize,
 }
@@ -534,6 +539,7 @@ impl KeyCache {
         let mut c = write(&self.candidates);
         let all = std::mem::take(&mut c.by_inputs);
         self.released(all.values().flatten());
+        c.order.clear();
         c.len = 0;
     }
 
@@ -553,29 +559,70 @@ impl KeyCache {
         self.released(&gone);
     }
 
-    /// Evicts the least recently used of a sample of candidates; false when there is
-    /// none.
+    /// Evicts one candidate, the way a clock does: the next fingerprint in the queue
+    /// loses its least recently used output, unless that output was served since it
+    /// was queued, in which case it goes to the back of the queue with the time of
+    /// its last use. False when there is none. A second chance is paid for by the hit
+    /// that earned it, so eviction costs a few steps on average whatever the number of
+    /// outputs (never more than one round of the queue).
     fn evict_one(&self) -> bool {
-        const SAMPLE: usize = 32;
         let mut c = write(&self.candidates);
-        let oldest = c
-            .by_inputs
-            .iter()
-            .flat_map(|(fp, bucket)| bucket.iter().enumerate().map(move |(i, e)| (*fp, i, e)))
-            .take(SAMPLE)
-            .min_by_key(|(_, _, e)| e.used.load(Ordering::Relaxed))
-            .map(|(fp, i, _)| (fp, i));
-        let Some((fp, i)) = oldest else {
-            return false;
-        };
-        let bucket = c.by_inputs.get_mut(&fp).expect("sampled above");
-        let gone = bucket.swap_remove(i);
-        if bucket.is_empty() {
-            c.by_inputs.remove(&fp);
+        let second_chances = c.order.len();
+        let mut chances = 0;
+        loop {
+            let Some((fp, queued)) = c.order.pop_front() else {
+                if c.len == 0 {
+                    return false;
+                }
+                // Lost track (never, but cheap to mend): queue what there is again.
+                let all: Vec<u64> = c.by_inputs.keys().copied().collect();
+                c.order.extend(all.into_iter().map(|fp| (fp, i64::MIN)));
+                continue;
+            };
+            let Some(bucket) = c.by_inputs.get_mut(&fp) else {
+                continue;
+            };
+            let Some((i, used)) = bucket
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i, e.used.load(Ordering::Relaxed)))
+                .min_by_key(|(_, used)| *used)
+            else {
+                c.by_inputs.remove(&fp);
+                continue;
+            };
+            if used > queued && chances < second_chances {
+                chances += 1;
+                let newest = bucket
+                    .iter()
+                    .map(|e| e.used.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(used);
+                c.order.push_back((fp, newest));
+                continue;
+            }
+            let gone = bucket.swap_remove(i);
+            if bucket.is_empty() {
+                c.by_inputs.remove(&fp);
+            }
+            c.len -= 1;
+            self.released([&gone]);
+            return true;
         }
-        c.len -= 1;
-        self.released([&gone]);
-        true
+    }
+
+    /// Queues `fp` for the clock, and rebuilds the queue when removed outputs have
+    /// left it more than twice as long as the outputs it tracks.
+    fn enqueue(c: &mut Candidates, fp: u64, now: i64) {
+        c.order.push_back((fp, now));
+        if c.order.len() > 2 * c.len + 64 {
+            let mut seen = std::collections::HashSet::with_capacity(c.by_inputs.len());
+            c.order.retain(|(fp, _)| seen.insert(*fp));
+            let Candidates {
+                order, by_inputs, ..
+            } = c;
+            order.retain(|(fp, _)| by_inputs.contains_key(fp));
+        }
     }
 
     /// Evicts least recently used candidates until at most `max` are left (a task's
@@ -622,7 +669,9 @@ impl KeyCache {
             }
             keep
         });
+        let queued = entry.used.load(Ordering::Relaxed);
         bucket.push(entry);
+        Self::enqueue(&mut c, fp, queued);
         c.len = c.len + 1 - expired;
         self.usage.entries.fetch_sub(expired, Ordering::Relaxed);
         self.usage.bytes.fetch_sub(freed, Ordering::Relaxed);
@@ -680,6 +729,9 @@ pub(crate) struct Flight {
 #[derive(Default)]
 struct FlightState {
     done: bool,
+    /// Threads blocked in [`Flight::wait`]: without any, landing wakes nobody (and
+    /// makes no system call).
+    blocked: usize,
     wakers: Vec<Waker>,
 }
 
@@ -687,9 +739,11 @@ impl Flight {
     /// Blocks until the leader has finished.
     pub(crate) fn wait(&self) {
         let mut state = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        state.blocked += 1;
         while !state.done {
             state = self.landed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+        state.blocked -= 1;
     }
 
     /// Waits, without blocking the thread, until the leader has finished.
@@ -738,12 +792,14 @@ impl Drop for FlightGuard {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.fp);
-        let wakers = {
+        let (wakers, blocked) = {
             let mut state = self.flight.done.lock().unwrap_or_else(|e| e.into_inner());
             state.done = true;
-            std::mem::take(&mut state.wakers)
+            (std::mem::take(&mut state.wakers), state.blocked)
         };
-        self.flight.landed.notify_all();
+        if blocked > 0 {
+            self.flight.landed.notify_all();
+        }
         wakers.into_iter().for_each(Waker::wake);
     }
 }

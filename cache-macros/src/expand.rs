@@ -247,12 +247,16 @@ pub fn task(args: &TaskArgs, func: &Function) -> TokenStream {
     if let Some(cache_for) = &args.cache_for {
         // Mixed-site hygiene: this name cannot clash with an argument called `hasher`.
         let hasher = proc_macro2::Ident::new("hasher", proc_macro2::Span::mixed_site());
+        // Runs of bytes are hashed in bulk, anything else through serde (the bound
+        // reported at the argument).
         let hashes = func.inputs.iter().map(|i| {
             let id = &i.ident;
-            quote_spanned!(id.span()=> ::taskcache::__private::hash_input(#hasher, #id)?;)
+            quote_spanned!(id.span()=> (&&::taskcache::__private::Arg(#id)).hash_arg(#hasher)?;)
         });
         steps.push(quote! {
             .hash_inputs(|(#(#owned_idents,)*): &(#(#owned_tys,)*), #hasher| {
+                #[allow(unused_imports)]
+                use ::taskcache::__private::{HashAsBytes as _, HashWithSerde as _};
                 #(#hashes)*
                 ::core::result::Result::Ok(())
             })
