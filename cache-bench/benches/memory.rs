@@ -9,9 +9,8 @@
 //! 20 000 entries. Each reports its peak resident memory (VmHWM) above its peak before
 //! the calls, and the cache's entries: memory per entry as a user sees it.
 
-use std::process::Command;
 use taskcache::prelude::*;
-use taskcache_bench::{cpu, status_bytes};
+use taskcache_bench::{cpu, field, peak_growth, run_self};
 
 #[task(cache_for = "1h", cache_validator = all_inputs)]
 fn many(x: u64) -> u64 {
@@ -21,33 +20,25 @@ fn many(x: u64) -> u64 {
 const CALLS: u64 = 5_000_000;
 
 fn child(calls: u64) {
-    let before = status_bytes("VmHWM:");
     let started = std::time::Instant::now();
-    for x in 0..calls {
-        many(x);
-    }
+    let (growth, ()) = peak_growth(|| {
+        for x in 0..calls {
+            many(x);
+        }
+    });
     let (entries, _) = taskcache::OutputCache::global().usage();
     println!(
-        "GROWTH {} ENTRIES {entries} NANOS {}",
-        status_bytes("VmHWM:").saturating_sub(before),
+        "GROWTH {growth} ENTRIES {entries} NANOS {}",
         started.elapsed().as_nanos() / u128::from(calls)
     );
 }
 
 fn run(budget: &str, calls: u64) -> (u64, u64, u64) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("MEMORY_BENCH_CHILD", calls.to_string())
-        .env("TASKCACHE_MEMORY_BUDGET", budget)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| -> u64 {
-        text.split(name)
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    let text = run_self(|c| {
+        c.env("MEMORY_BENCH_CHILD", calls.to_string())
+            .env("TASKCACHE_MEMORY_BUDGET", budget);
+    });
+    let field = |name: &str| field(&text, name).unwrap_or_else(|| panic!("no {name} in {text}"));
     (field("GROWTH "), field("ENTRIES "), field("NANOS "))
 }
 

@@ -29,3 +29,41 @@ pub fn status_bytes(field: &str) -> u64 {
         .unwrap_or(0)
         * 1024
 }
+
+/// The growth of this process's peak resident memory (VmHWM) while `f` runs, with what
+/// `f` returned: memory as a user sees it, when the process does nothing else (run it
+/// in a fresh child process, see [`run_self`]).
+pub fn peak_growth<R>(f: impl FnOnce() -> R) -> (u64, R) {
+    let before = status_bytes("VmHWM:");
+    let out = f();
+    (status_bytes("VmHWM:").saturating_sub(before), out)
+}
+
+/// Runs this bench binary again as a child process (with `--bench`, as cargo runs it),
+/// set up by `configure` (its environment says what the child does), and returns its
+/// standard output. Panics, with the child's output, when the child fails.
+pub fn run_self(configure: impl FnOnce(&mut std::process::Command)) -> String {
+    let exe = std::env::current_exe().expect("the path of this bench binary");
+    let mut command = std::process::Command::new(exe);
+    command.arg("--bench");
+    configure(&mut command);
+    let out = command.output().expect("the bench binary runs again");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the child process failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The number that follows `name` in a child's output (`field("GROWTH 123", "GROWTH ")`
+/// is 123); `None` when there is none.
+pub fn field(text: &str, name: &str) -> Option<u64> {
+    text.split(name)
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -348,14 +348,36 @@ pub enum PersistError {
     },
 }
 
+/// The parsed `template`: parsed once per thread (a target is rendered on every call),
+/// the last few kept.
+fn parsed(template: &str) -> Result<std::rc::Rc<Template>, TemplateError> {
+    /// How many parsed templates a thread keeps.
+    const KEPT: usize = 16;
+    thread_local! {
+        static PARSED: std::cell::RefCell<Vec<std::rc::Rc<Template>>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let kept = PARSED.with_borrow(|kept| kept.iter().find(|t| t.as_str() == template).cloned());
+    if let Some(parsed) = kept {
+        return Ok(parsed);
+    }
+    let parsed = std::rc::Rc::new(Template::parse(template)?);
+    PARSED.with_borrow_mut(|kept| {
+        if kept.len() == KEPT {
+            kept.remove(0);
+        }
+        kept.push(std::rc::Rc::clone(&parsed));
+    });
+    Ok(parsed)
+}
+
 /// Renders `template` for a task run into a location.
 pub(crate) fn render(
     task: &'static str,
     template: &str,
     values: &RenderValues<'_>,
 ) -> Result<Location, PersistError> {
-    let parsed =
-        Template::parse(template).map_err(|source| PersistError::Template { task, source })?;
+    let parsed = parsed(template).map_err(|source| PersistError::Template { task, source })?;
     let rendered = parsed
         .render(values)
         .map_err(|source| PersistError::Template { task, source })?;
@@ -410,6 +432,7 @@ pub(crate) fn lock<T>(
 /// `cache_key` is the key it was stored under: a record copied under another key (say
 /// into another task's directory) is not that key's.
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(deny_unknown_fields)]
 struct Record {
     version: u32,
@@ -430,10 +453,221 @@ struct Record {
 /// Records of earlier versions are ignored (a miss).
 const RECORD_VERSION: u32 = 3;
 
+impl Record {
+    /// Reads a record from its JSON, `None` for bytes that are not one.
+    ///
+    /// A record as `serde_json` writes it (compact, its fields in order, no escapes in
+    /// its text, no parameters) is read by [`Record::parse_canonical`], a few times
+    /// faster than `serde_json` (a persisted hit in a fresh process reads one); any
+    /// other bytes by `serde_json`, which decides.
+    fn parse(bytes: &[u8]) -> Option<Record> {
+        Record::parse_canonical(bytes).or_else(|| serde_json::from_slice(bytes).ok())
+    }
+
+    /// Reads the bytes of a record exactly as `serde_json::to_vec` writes one without
+    /// parameters, else `None` (which says nothing of whether they are a record).
+    /// Whatever it reads, `serde_json` reads as the same record: it accepts only the
+    /// one way of writing each value that `serde_json` writes (no whitespace, no
+    /// escapes, no leading zeros, the fields in their order).
+    fn parse_canonical(bytes: &[u8]) -> Option<Record> {
+        let mut r = Canonical(bytes);
+        r.token(b"{\"version\":")?;
+        let version = r.number(u32::MAX)?;
+        r.token(b",\"task\":")?;
+        let task = r.string()?.to_owned();
+        r.token(b",\"cache_key\":")?;
+        let cache_key = r.string()?.to_owned();
+        r.token(b",\"location\":")?;
+        let location = r.string()?.to_owned();
+        r.token(b",\"result\":")?;
+        let result = PayloadDigest(r.digest()?);
+        r.token(b",\"code_version\":")?;
+        let code_version = r.string()?.to_owned();
+        r.token(b",\"expiration\":")?;
+        let expiration = if r.token(b"null").is_some() {
+            None
+        } else {
+            Some(r.date()?)
+        };
+        r.token(b",\"created\":")?;
+        let created = r.date()?;
+        r.token(b",\"inputs\":[")?;
+        let mut inputs = Vec::new();
+        if r.token(b"]").is_none() {
+            loop {
+                r.token(b"[")?;
+                let name = r.string()?.to_owned();
+                r.token(b",")?;
+                inputs.push((name, InputDigest(r.digest()?)));
+                r.token(b"]")?;
+                if r.token(b",").is_none() {
+                    r.token(b"]")?;
+                    break;
+                }
+            }
+        }
+        r.token(b",\"parameters\":{}}")?;
+        r.0.is_empty().then_some(Record {
+            version,
+            task,
+            cache_key,
+            location,
+            result,
+            code_version,
+            expiration,
+            created,
+            inputs,
+            parameters: BTreeMap::new(),
+        })
+    }
+}
+
+/// What is left of a record's JSON to read, for [`Record::parse_canonical`].
+struct Canonical<'a>(&'a [u8]);
+
+impl<'a> Canonical<'a> {
+    /// Takes `expected` if the rest starts with it.
+    fn token(&mut self, expected: &[u8]) -> Option<()> {
+        self.0 = self.0.strip_prefix(expected)?;
+        Some(())
+    }
+
+    /// A non-negative integer of at most `max` (below 2^32), written without a leading
+    /// zero.
+    fn number(&mut self, max: u32) -> Option<u32> {
+        let (&first, _) = self.0.split_first()?;
+        if !first.is_ascii_digit() {
+            return None;
+        }
+        let mut n = u64::from(first - b'0');
+        let mut len = 1;
+        while let Some(&b) = self.0.get(len) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            // A leading zero, or more digits than any `u32` has.
+            if first == b'0' || len == 10 {
+                return None;
+            }
+            n = n * 10 + u64::from(b - b'0');
+            len += 1;
+        }
+        // A number goes on with a fraction or an exponent, which these never have.
+        if n > u64::from(max) || matches!(self.0.get(len), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.0 = &self.0[len..];
+        Some(n as u32)
+    }
+
+    /// A string without escapes or control characters, as it is.
+    fn string(&mut self) -> Option<&'a str> {
+        let rest = self.0.strip_prefix(b"\"")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        let text = std::str::from_utf8(&rest[..end]).ok()?;
+        self.0 = &rest[end + 1..];
+        Some(text)
+    }
+
+    /// 32 bytes as a JSON array of numbers (each as [`number`](Self::number) reads
+    /// it, at most 255).
+    fn digest(&mut self) -> Option<[u8; 32]> {
+        let mut rest = self.0.strip_prefix(b"[")?;
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            if i > 0 {
+                rest = rest.strip_prefix(b",")?;
+            }
+            let (&first, tail) = rest.split_first()?;
+            let mut value = u32::from(first.wrapping_sub(b'0'));
+            if value > 9 {
+                return None;
+            }
+            rest = tail;
+            // Up to two more digits, unless the first was a zero. A digit left over (a
+            // leading zero, a fourth digit), or anything else, fails the `,` or `]`
+            // that must follow.
+            if value != 0 {
+                for _ in 0..2 {
+                    match rest.split_first() {
+                        Some((&d, tail)) if d.is_ascii_digit() => {
+                            value = value * 10 + u32::from(d - b'0');
+                            rest = tail;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            *byte = u8::try_from(value).ok()?;
+        }
+        self.0 = rest.strip_prefix(b"]")?;
+        Some(digest)
+    }
+
+    /// A date and time as chrono's serde reads one (RFC 3339, to UTC), written as it
+    /// writes a `DateTime<Utc>`: `2026-11-27T23:26:40.592846196Z`.
+    fn date(&mut self) -> Option<DateTime<Utc>> {
+        let text = self.string()?.as_bytes();
+        // `YYYY-MM-DDTHH:MM:SS`, then a fraction of 1 to 9 digits or none, then `Z`.
+        let (head, rest) = text.split_first_chunk::<19>()?;
+        let digits = |at: usize, n: usize| -> Option<u32> {
+            head[at..at + n].iter().try_fold(0u32, |v, &b| {
+                b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
+            })
+        };
+        let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+        if separators.iter().any(|&(at, c)| head[at] != c) {
+            return None;
+        }
+        let nanos = match rest {
+            [b'Z'] => 0,
+            [b'.', fraction @ .., b'Z'] if (1..=9).contains(&fraction.len()) => {
+                let value = fraction.iter().try_fold(0u32, |v, &b| {
+                    b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
+                })?;
+                value * 10u32.pow(9 - fraction.len() as u32)
+            }
+            _ => return None,
+        };
+        // Out of range (a leap second too): not a date this reads; `serde_json` decides.
+        let date = chrono::NaiveDate::from_ymd_opt(
+            i32::try_from(digits(0, 4)?).ok()?,
+            digits(5, 2)?,
+            digits(8, 2)?,
+        )?;
+        let time = chrono::NaiveTime::from_hms_nano_opt(
+            digits(11, 2)?,
+            digits(14, 2)?,
+            digits(17, 2)?,
+            nanos,
+        )?;
+        Some(DateTime::from_naive_utc_and_offset(
+            chrono::NaiveDateTime::new(date, time),
+            Utc,
+        ))
+    }
+}
+
 /// The record id of a run's inputs: the hex of the digest of all of them together,
 /// what `all_inputs` looks up.
 pub(crate) fn record_id(all_inputs: &InputDigest) -> String {
-    all_inputs.0.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&all_inputs.0)
+}
+
+/// `bytes` in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// The location whose lock guards the record `all_inputs` will get under `key`: taken
@@ -442,10 +676,7 @@ pub(crate) fn record_id(all_inputs: &InputDigest) -> String {
 /// after the location.)
 pub(crate) fn record_lock_location(key: &str, all_inputs: &InputDigest) -> Location {
     use sha2::Digest;
-    let key: String = sha2::Sha256::digest(key.as_bytes())[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = hex(&sha2::Sha256::digest(key.as_bytes())[..16]);
     Location::new(format!("records/{key}/{}", record_id(all_inputs)))
         .expect("hex digits make a valid location")
 }
@@ -515,8 +746,9 @@ pub(crate) struct RecordHit<T> {
     pub(crate) location: Location,
 }
 
-/// Looks for a valid persisted cached output under `key`: by id when the validator
-/// needs equal inputs, else among all the key's records.
+/// Looks for a valid persisted cached output under `key`: the record of these inputs
+/// (by id), then, when the validator accepts other inputs' outputs, the key's other
+/// records.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_hit<T>(
     backend: &Backend<'_, T>,
@@ -528,17 +760,6 @@ pub(crate) fn record_hit<T>(
     now: DateTime<Utc>,
 ) -> Option<RecordHit<T>> {
     let (task, key, names) = (spec.name(), spec.cache_key(), spec.inputs());
-    let ids = if validator.requires_equal_inputs() {
-        vec![record_id(all_inputs)]
-    } else {
-        match backend.list_records(key) {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!(task, cache_key = key, error = %e, "cannot list persisted cache records");
-                return None;
-            }
-        }
-    };
     let inputs = HashedInputs::new(names, digests);
     // A record that can never serve again (damaged, of another version or key, expired)
     // is removed, so that records do not pile up and later lookups do not read it again.
@@ -549,22 +770,22 @@ pub(crate) fn record_hit<T>(
             tracing::debug!(task, cache_key = key, record = %id, error = %e, "cannot remove a spent cache record");
         }
     };
-    for id in ids {
-        let bytes = match backend.get_record(key, &id) {
+    let try_record = |id: &str| -> Option<RecordHit<T>> {
+        let bytes = match backend.get_record(key, id) {
             Ok(Some(b)) => b,
-            Ok(None) => continue,
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(task, cache_key = key, record = %id, error = %e, "cannot read a persisted cache record");
                 if matches!(e, ResultError::Corrupt { .. }) {
-                    discard(&id);
+                    discard(id);
                 }
-                continue;
+                return None;
             }
         };
         let Some(cached_and_location) = decode_record(&bytes, names, key) else {
             tracing::warn!(task, cache_key = key, record = %id, "a persisted cache record is damaged or from another version; it is removed");
-            discard(&id);
-            continue;
+            discard(id);
+            return None;
         };
         let (cached, location, pinned, (made_by, code_version)) = cached_and_location;
         // Another version of this very task: its code changed. (A record another task
@@ -577,24 +798,42 @@ pub(crate) fn record_hit<T>(
                 "a persisted cache record was made by another version of the task: the \
                  task's code changed (or its cache_version did); it is not used"
             );
-            continue;
+            return None;
         }
         if cached.is_expired(now) {
-            discard(&id);
-            continue;
+            discard(id);
+            return None;
         }
         if !validator.is_valid(&cached, &inputs, parameters, now) {
-            continue;
+            return None;
         }
-        if let Some(value) = read_valid(backend, task, &location, Some(&pinned)) {
-            return Some(RecordHit {
-                value,
-                cached,
-                location,
-            });
-        }
+        let value = read_valid(backend, task, &location, Some(&pinned))?;
+        Some(RecordHit {
+            value,
+            cached,
+            location,
+        })
+    };
+    // The record of these very inputs first: under `all_inputs` the only candidate;
+    // under any other validator the likeliest valid one, found without listing the
+    // key's records (a directory listing costs more than the lookup itself).
+    let own = record_id(all_inputs);
+    if let Some(hit) = try_record(&own) {
+        return Some(hit);
     }
-    None
+    if validator.requires_equal_inputs() {
+        return None;
+    }
+    let ids = match backend.list_records(key) {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(task, cache_key = key, error = %e, "cannot list persisted cache records");
+            return None;
+        }
+    };
+    ids.iter()
+        .filter(|id| **id != own)
+        .find_map(|id| try_record(id))
 }
 
 fn decode_record(
@@ -602,7 +841,7 @@ fn decode_record(
     names: &'static [&'static str],
     key: &'static str,
 ) -> Option<(Cached, Location, PayloadDigest, (String, String))> {
-    let record: Record = serde_json::from_slice(bytes).ok()?;
+    let record = Record::parse(bytes)?;
     if record.version != RECORD_VERSION || record.cache_key != key {
         return None;
     }
@@ -662,7 +901,7 @@ pub struct RecordInfo {
 impl RecordInfo {
     /// Reads a record; `None` for bytes that are not a record this version writes.
     pub fn parse(bytes: &[u8]) -> Option<RecordInfo> {
-        let record: Record = serde_json::from_slice(bytes).ok()?;
+        let record = Record::parse(bytes)?;
         (record.version == RECORD_VERSION).then_some(RecordInfo {
             task: record.task,
             cache_key: record.cache_key,
@@ -793,5 +1032,135 @@ mod none_tests {
         assert!(!is_none(&"".to_owned()));
         assert!(!is_none(&Vec::<u8>::new()));
         assert!(!is_none(&Ok::<Option<u8>, String>(None)));
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(
+        text: [String; 4],
+        digests: Vec<[u8; 32]>,
+        times: (i64, Option<i64>),
+        version: u32,
+    ) -> Record {
+        let [task, cache_key, location, code_version] = text;
+        let at = |nanos: i64| DateTime::<Utc>::from_timestamp_nanos(nanos);
+        Record {
+            version,
+            task,
+            cache_key,
+            location,
+            result: PayloadDigest(digests.first().copied().unwrap_or([7; 32])),
+            code_version,
+            expiration: times.1.map(at),
+            created: at(times.0),
+            inputs: digests
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("arg{i}"), InputDigest(*d)))
+                .collect(),
+            parameters: BTreeMap::new(),
+        }
+    }
+
+    fn strategy() -> impl Strategy<Value = Record> {
+        (
+            proptest::array::uniform4(".{0,12}"),
+            proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..3),
+            (any::<i64>(), proptest::option::of(any::<i64>())),
+            any::<u32>(),
+        )
+            .prop_map(|(text, digests, times, version)| record(text, digests, times, version))
+    }
+
+    proptest! {
+        /// Every record `serde_json` writes is read the same by the fast reader (when it
+        /// has no escapes) as by `serde_json`.
+        #[test]
+        fn the_fast_reader_reads_what_serde_json_writes(r in strategy()) {
+            let bytes = serde_json::to_vec(&r).unwrap();
+            let escapes = bytes.contains(&b'\\');
+            let fast = Record::parse_canonical(&bytes);
+            prop_assert_eq!(fast.is_some(), !escapes);
+            if let Some(fast) = fast {
+                prop_assert_eq!(&fast, &r);
+            }
+            let read = Record::parse(&bytes);
+            prop_assert_eq!(read.as_ref(), Some(&r));
+        }
+
+        /// Whatever bytes the fast reader accepts, `serde_json` reads as the same record:
+        /// records changed at a byte, cut short, or with bytes inserted.
+        #[test]
+        fn the_fast_reader_accepts_nothing_serde_json_reads_otherwise(
+            r in strategy(),
+            at in any::<prop::sample::Index>(),
+            byte in prop::sample::select(b"0123456789-+.eE,:[]{}\" \\nullZT\x00\xff".to_vec()),
+            how in 0..3u8,
+        ) {
+            let mut bytes = serde_json::to_vec(&r).unwrap();
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = byte,
+                1 => bytes.truncate(i),
+                _ => bytes.insert(i, byte),
+            }
+            if let Some(fast) = Record::parse_canonical(&bytes) {
+                let slow: Result<Record, _> = serde_json::from_slice(&bytes);
+                prop_assert!(slow.is_ok(), "{:?}", slow.err());
+                prop_assert_eq!(&fast, &slow.unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_with_parameters_or_spaces_is_read_by_serde_json() {
+        let mut r = record(
+            ["t".into(), "k".into(), "l.bin".into(), "v".into()],
+            vec![[1; 32]],
+            (5, None),
+            RECORD_VERSION,
+        );
+        r.parameters.insert(
+            "n".into(),
+            (serde_json::json!({"a": [1, 2]}), InputDigest([3; 32])),
+        );
+        let bytes = serde_json::to_vec(&r).unwrap();
+        assert!(Record::parse_canonical(&bytes).is_none());
+        assert_eq!(Record::parse(&bytes), Some(r));
+        let spaced = serde_json::to_vec_pretty(&record(
+            ["t".into(), "k".into(), "l.bin".into(), "v".into()],
+            vec![],
+            (5, Some(6)),
+            RECORD_VERSION,
+        ))
+        .unwrap();
+        assert!(Record::parse_canonical(&spaced).is_none());
+        assert!(Record::parse(&spaced).is_some());
+        // Leading zeros, and numbers out of range, are not JSON a record has.
+        let plain = serde_json::to_vec(&record(
+            ["t".into(), "k".into(), "l.bin".into(), "v".into()],
+            vec![[0; 32]],
+            (5, None),
+            RECORD_VERSION,
+        ))
+        .unwrap();
+        let text = String::from_utf8(plain).unwrap();
+        for bad in [
+            text.replacen("[0,", "[00,", 1),
+            text.replacen("[0,", "[256,", 1),
+            text.replacen("[0,", "[0.0,", 1),
+            text.replacen("[0,", "[-0,", 1),
+        ] {
+            assert!(Record::parse_canonical(bad.as_bytes()).is_none(), "{bad}");
+            assert!(Record::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+        // JSON, but not as `serde_json` writes it: left to `serde_json`, which reads it.
+        let spaced = text.replacen("[0,", "[0 ,", 1);
+        assert!(Record::parse_canonical(spaced.as_bytes()).is_none());
+        assert!(Record::parse(spaced.as_bytes()).is_some());
     }
 }

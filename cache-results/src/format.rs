@@ -419,6 +419,27 @@ fn blob_header(bytes: &[u8], kind: u64) -> ([u8; HEADER_LEN], PayloadDigest) {
 /// # Errors
 /// [`ResultError::Corrupt`] for bytes that are not an intact blob of `kind`.
 pub fn decode_blob(stored: &[u8], kind: u64, path: &Path) -> Result<Vec<u8>, ResultError> {
+    check_blob(stored, kind, path).map(<[u8]>::to_vec)
+}
+
+/// [`decode_blob`] of bytes it may keep: the payload is moved to the front of `stored`
+/// instead of copied into a new vector.
+///
+/// # Errors
+/// As [`decode_blob`].
+pub(crate) fn decode_blob_owned(
+    mut stored: Vec<u8>,
+    kind: u64,
+    path: &Path,
+) -> Result<Vec<u8>, ResultError> {
+    check_blob(&stored, kind, path)?;
+    stored.drain(..HEADER_LEN);
+    Ok(stored)
+}
+
+/// The payload of the blob of `kind` in `stored`, once header, length and checksum
+/// have passed.
+fn check_blob<'a>(stored: &'a [u8], kind: u64, path: &Path) -> Result<&'a [u8], ResultError> {
     let Some((head, payload)) = stored.split_first_chunk::<HEADER_LEN>() else {
         return Err(short(path, stored.len() as u64));
     };
@@ -442,7 +463,7 @@ pub fn decode_blob(stored: &[u8], kind: u64, path: &Path) -> Result<Vec<u8>, Res
             "checksum mismatch: the payload is not what was written",
         ));
     }
-    Ok(payload.to_vec())
+    Ok(payload)
 }
 
 /// Opens `path` for reading only if it is a regular file, without blocking: a FIFO, a
@@ -615,6 +636,23 @@ fn sync_dir(dir: &Path) -> Result<(), ResultError> {
     Ok(())
 }
 
+/// [`fingerprint_of`] the type `ty`, remembered for the type this thread read last (a
+/// SHA-256 saved on every read of it).
+fn fingerprint_for(ty: ValueType) -> u64 {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(std::any::TypeId, u64)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    LAST.with(|last| match last.get() {
+        Some((id, fingerprint)) if id == ty.id => fingerprint,
+        _ => {
+            let fingerprint = fingerprint_of(ty.name);
+            last.set(Some((ty.id, fingerprint)));
+            fingerprint
+        }
+    })
+}
+
 /// Checks a header against the payload a record pinned (if any), the reader's
 /// serializer, type and the file's length.
 pub(crate) fn check_header<S: Serializer>(
@@ -643,7 +681,7 @@ pub(crate) fn check_header<S: Serializer>(
             ),
         ));
     }
-    if header.fingerprint != fingerprint_of(ty.name) {
+    if header.fingerprint != fingerprint_for(ty) {
         return Err(ResultError::TypeMismatch {
             path: path.to_path_buf(),
             expected: ty.name.to_owned(),
@@ -669,7 +707,7 @@ pub(crate) fn check_header<S: Serializer>(
 
 /// Checks `payload` against `header` (its checksum unless `verify` is false) and decodes
 /// it.
-fn decode_payload<S: Serializer>(
+pub(crate) fn decode_payload<S: Serializer>(
     payload: &[u8],
     header: &Header,
     serializer: &S,
@@ -833,15 +871,7 @@ where
         WHOLE_FILE_MAX
     };
     if file_len <= whole_max {
-        // One read; the length is the file's real one, so is this allocation.
-        let mut bytes = Vec::with_capacity(file_len as usize);
-        (&mut file)
-            .take(file_len)
-            .read_to_end(&mut bytes)
-            .map_err(io_error(path))?;
-        if bytes.len() as u64 != file_len {
-            return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
-        }
+        let bytes = read_whole(&mut file, file_len, path)?;
         let (head, payload) = bytes
             .split_first_chunk::<HEADER_LEN>()
             .expect("the file is at least a header long");
@@ -880,6 +910,27 @@ where
         ));
     }
     Ok(())
+}
+
+/// Reads the `len` bytes of `file` (its length, as its metadata gave it) in one read
+/// (`path` is for messages): the length is the file's real one, so is the allocation.
+/// A file that ends early changed under the reader (ours are replaced, never written
+/// in place): [`ResultError::Corrupt`].
+///
+/// # Errors
+/// [`ResultError::Corrupt`] for a file shorter than `len`, [`ResultError::Io`] when
+/// reading fails.
+pub(crate) fn read_whole(file: impl Read, len: u64, path: &Path) -> Result<Vec<u8>, ResultError> {
+    let want = usize::try_from(len).map_err(|_| corrupt(path, "a file larger than memory"))?;
+    let mut bytes = Vec::with_capacity(want);
+    // `take`: the read stops at `len` without a further read to find the end.
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(path))?;
+    if bytes.len() != want {
+        return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(bytes)
 }
 
 /// Reads the value stored in a stream that cannot seek, such as an object store's

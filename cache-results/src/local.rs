@@ -3,11 +3,13 @@
 use crate::format;
 use crate::serializers::BincodeSerializer;
 use sha2::{Digest, Sha256};
+use std::any::TypeId;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use taskcache_core::header::{Header, HEADER_LEN};
 use taskcache_core::persist::RecordInfo;
@@ -21,10 +23,22 @@ use taskcache_core::result::{
 /// `~` and `~/…` at the start of the directory are the user's home (`$HOME`). The
 /// directory is created on the first write. Each file carries a header with the stored
 /// type's fingerprint and the payload's checksum ([`format`](crate::format)); writes
-/// are atomic and durable, reads verified. One exception to "every read hashes the
-/// payload": a file of 1 MiB or more that this `LocalResult` (or a clone) has already
-/// verified is not hashed again while its size, modification time, change time and
-/// inode are unchanged; any write to it, or a new file in its place, changes them.
+/// are atomic and durable, reads verified.
+///
+/// **Files this process has verified.** One exception to "every read hashes the
+/// payload": a file that this `LocalResult` (or a clone) has already read and verified
+/// is trusted while its device and inode, size, modification time and change time are
+/// all unchanged (any write to it, or a new file in its place, changes them: every
+/// write here is a rename, so a rewrite is a new inode). A file of up to 64 KiB read
+/// without a pinned payload (a target; a cache record's result goes to the in-memory
+/// cache instead) is then kept in memory whole (up to 64 MiB in all, in a process), and
+/// a read of it is one `stat` of its path and a decode of the kept bytes; a file of
+/// 1 MiB or more is read again but not hashed again. A pinned payload, the serializer
+/// and the type are still checked on every read. A file changed less than 50 ms before
+/// it was verified (2 s on a file system that keeps whole seconds) is not trusted yet:
+/// a change within the same tick of the file system's clock could leave its times as
+/// they were. (Small files are kept on Unix only; elsewhere a large file is trusted by
+/// its size and modification time.)
 ///
 /// Besides the results it keeps, under the same directory, `.locks/` (one lock file
 /// per location locked now, removed when the lock is released) and
@@ -56,7 +70,7 @@ pub struct LocalResult<S = BincodeSerializer> {
     dir: PathBuf,
     location: Option<String>,
     serializer: S,
-    verified: Arc<Mutex<HashMap<PathBuf, Stamp>>>,
+    verified: Arc<RwLock<Verified>>,
     budget: Budget,
 }
 
@@ -87,6 +101,171 @@ const PRUNE_EVERY: Duration = Duration::from_secs(2);
 /// their [`Stamp`] stays the same.
 const TRUST_VERIFIED_FROM: u64 = 1 << 20;
 
+/// Whether small verified files are kept in memory and served after a `stat` (only
+/// where a [`Stamp`] has the change time and the inode).
+const KEEPS_SMALL: bool = cfg!(unix);
+/// Verified files up to this size (header included) are kept in memory whole.
+const KEEP_MAX: u64 = 64 << 10;
+/// What the kept files may hold in all, in one process (and in one `LocalResult`).
+const KEEP_TOTAL: usize = 64 << 20;
+/// What an entry costs besides its bytes, its location and its path (a guess at the
+/// map's and the allocator's share): it bounds the number of entries too.
+const ENTRY_COST: usize = 128;
+/// The bytes kept by every `LocalResult` of this process.
+static KEPT_IN_PROCESS: AtomicUsize = AtomicUsize::new(0);
+
+/// A file changed this recently when it was verified is not trusted: a change in the
+/// same tick of the file system's clock would leave its times unchanged.
+const SETTLED_AFTER: Duration = Duration::from_millis(50);
+/// The same for a file whose change time has no fraction of a second: a file system
+/// whose clock ticks in seconds (or two: FAT's modification times).
+const SETTLED_AFTER_COARSE: Duration = Duration::from_secs(2);
+
+/// What this process has verified of the files of one `LocalResult` (and its clones),
+/// by location.
+#[derive(Default)]
+struct Verified {
+    files: HashMap<String, Trusted>,
+    /// The cost of every entry (see [`ENTRY_COST`]), counted in [`KEPT_IN_PROCESS`] too.
+    held: usize,
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("files", &self.files.len())
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+/// One verified file.
+struct Trusted {
+    /// What its entry costs (its bytes, names and [`ENTRY_COST`]).
+    cost: usize,
+    what: Trust,
+}
+
+enum Trust {
+    /// A large file: read again, not hashed again, while its stamp is this one.
+    Large(Stamp),
+    /// A small file, kept whole.
+    Kept(Arc<Kept>),
+}
+
+/// A small file as this process read and verified it.
+struct Kept {
+    stamp: Stamp,
+    path: PathBuf,
+    /// The whole file, header and payload.
+    bytes: Box<[u8]>,
+    header: Header,
+    /// The type it was read as: its fingerprint matched the header's.
+    ty: TypeId,
+}
+
+impl Kept {
+    /// Decodes the kept value into `slot`, with every check of a read but the
+    /// checksum's, already made.
+    fn decode<S: Serializer>(
+        &self,
+        serializer: &S,
+        pinned: Option<&PayloadDigest>,
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError> {
+        let (head, payload) = self
+            .bytes
+            .split_first_chunk::<HEADER_LEN>()
+            .expect("a kept file has its header");
+        let ty = slot.ty();
+        if ty.id == self.ty && self.header.serializer == serializer.id() {
+            // What `check_header` checks of a header already checked for this type.
+            if pinned.is_some_and(|p| p.0 != self.header.digest) {
+                return Err(ResultError::Changed {
+                    path: self.path.clone(),
+                });
+            }
+        } else {
+            let len = self.bytes.len() as u64;
+            format::check_header(head, len, serializer, &self.path, pinned, ty)?;
+        }
+        format::decode_payload(payload, &self.header, serializer, &self.path, false, slot)
+    }
+}
+
+impl Verified {
+    /// The kept small file at `location`, if any.
+    fn kept(&self, location: &str) -> Option<Arc<Kept>> {
+        match &self.files.get(location)?.what {
+            Trust::Kept(kept) => Some(Arc::clone(kept)),
+            Trust::Large(_) => None,
+        }
+    }
+
+    /// Whether the large file at `location` was verified with this very `stamp`.
+    fn trusts_large(&self, location: &str, stamp: &Stamp) -> bool {
+        match self.files.get(location) {
+            Some(Trusted {
+                what: Trust::Large(verified),
+                ..
+            }) => verified == stamp,
+            _ => false,
+        }
+    }
+
+    /// Records `what` for `location`, making room for it: the entries it replaces
+    /// first, then any others of this map (in no particular order) while this map or
+    /// the process is over [`KEEP_TOTAL`]. Not recorded when there is no room.
+    fn insert(&mut self, location: &str, what: Trust, bytes: usize) {
+        self.remove(location);
+        let cost = bytes + 2 * location.len() + ENTRY_COST;
+        if cost > KEEP_TOTAL / 4 {
+            return;
+        }
+        let over = |own: usize| {
+            own + cost > KEEP_TOTAL || KEPT_IN_PROCESS.load(Ordering::Relaxed) + cost > KEEP_TOTAL
+        };
+        if over(self.held) {
+            // Free a quarter at once, so that a full map does not evict on every insert.
+            let goal = KEEP_TOTAL / 4 * 3;
+            let mut freed = 0;
+            let mut victims = Vec::new();
+            for (name, trusted) in &self.files {
+                if self.held - freed + cost <= goal {
+                    break;
+                }
+                freed += trusted.cost;
+                victims.push(name.clone());
+            }
+            for name in victims {
+                self.remove(&name);
+            }
+            if over(self.held) {
+                // The rest is held by other results: this one keeps nothing more.
+                return;
+            }
+        }
+        self.held += cost;
+        KEPT_IN_PROCESS.fetch_add(cost, Ordering::Relaxed);
+        self.files
+            .insert(location.to_owned(), Trusted { cost, what });
+    }
+
+    /// Forgets `location`.
+    fn remove(&mut self, location: &str) {
+        if let Some(old) = self.files.remove(location) {
+            self.held -= old.cost;
+            KEPT_IN_PROCESS.fetch_sub(old.cost, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Verified {
+    fn drop(&mut self) {
+        KEPT_IN_PROCESS.fetch_sub(self.held, Ordering::Relaxed);
+    }
+}
+
 /// The directory of lock files, under the result's directory.
 pub(crate) const LOCKS: &str = ".locks";
 /// The directory of cache records, under the result's directory.
@@ -104,6 +283,31 @@ struct Stamp {
 }
 
 impl Stamp {
+    /// Whether the file was last changed long enough before `now` that a later change
+    /// cannot leave its times as they are (see [`SETTLED_AFTER`]).
+    fn settled(&self, now: SystemTime) -> bool {
+        #[cfg(unix)]
+        let (changed, window) = {
+            let (secs, nanos) = self.changed;
+            let window = if nanos == 0 {
+                SETTLED_AFTER_COARSE
+            } else {
+                SETTLED_AFTER
+            };
+            let changed = u64::try_from(secs)
+                .ok()
+                .zip(u32::try_from(nanos).ok())
+                .and_then(|(s, n)| SystemTime::UNIX_EPOCH.checked_add(Duration::new(s, n)));
+            (changed, window)
+        };
+        #[cfg(not(unix))]
+        let (changed, window) = (self.modified, SETTLED_AFTER_COARSE);
+        // A time in the future (another clock, or this one set back) is not settled.
+        changed
+            .and_then(|c| now.duration_since(c).ok())
+            .is_some_and(|age| age >= window)
+    }
+
     fn of(meta: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
         use std::os::unix::fs::MetadataExt;
@@ -249,7 +453,7 @@ impl<S: Serializer> LocalResult<S> {
         }
         match std::fs::remove_file(&path) {
             Ok(()) => {
-                self.forget(&path);
+                self.forget(&entry.location);
                 Ok(true)
             }
             Err(e) if missing(&e) => Ok(false),
@@ -273,12 +477,109 @@ impl<S: Serializer> LocalResult<S> {
         Ok(removed)
     }
 
-    /// Forgets that `path` was verified.
-    fn forget(&self, path: &Path) {
+    /// Forgets that the file at `location` was verified (and what it held).
+    fn forget(&self, location: &Location) {
         self.verified
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(path);
+            .remove(location.as_str());
+    }
+
+    /// The kept small file at `location`, if this process verified one there.
+    fn kept(&self, location: &Location) -> Option<Arc<Kept>> {
+        if !KEEPS_SMALL {
+            return None;
+        }
+        self.verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .kept(location.as_str())
+    }
+
+    /// Reads the small file at `location` from the kept bytes if it is still the very
+    /// file they were read from; `None` when it is not (or none is kept), and the full
+    /// read decides.
+    fn read_kept(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+        slot: &mut dyn Slot,
+    ) -> Option<Result<(), ResultError>> {
+        let kept = self.kept(location)?;
+        // `metadata` follows a symbolic link, as opening the file does; the stamp is
+        // the linked file's, so a link pointed elsewhere is another file.
+        match std::fs::metadata(&kept.path) {
+            Ok(meta) if meta.is_file() && Stamp::of(&meta) == kept.stamp => {
+                Some(kept.decode(&self.serializer, pinned, slot))
+            }
+            _ => {
+                // Changed, gone, or not a regular file: not this file any more.
+                self.forget(location);
+                None
+            }
+        }
+    }
+
+    /// Reads and verifies the small file `file` at `location` (its metadata `meta`,
+    /// opened after `now`), and keeps it when it has settled and no payload was pinned.
+    #[allow(clippy::too_many_arguments)]
+    fn read_small(
+        &self,
+        location: &Location,
+        path: PathBuf,
+        file: File,
+        meta: &std::fs::Metadata,
+        now: SystemTime,
+        pinned: Option<&PayloadDigest>,
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError> {
+        let bytes = format::read_whole(file, meta.len(), &path)?;
+        let head = bytes
+            .first_chunk::<HEADER_LEN>()
+            .ok_or_else(|| ResultError::Corrupt {
+                path: path.clone(),
+                reason: format!(
+                    "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                    bytes.len()
+                ),
+            })?;
+        let ty = slot.ty();
+        let header = format::check_header(
+            head,
+            bytes.len() as u64,
+            &self.serializer,
+            &path,
+            pinned,
+            ty,
+        )?;
+        format::decode_payload(
+            &bytes[HEADER_LEN..],
+            &header,
+            &self.serializer,
+            &path,
+            true,
+            slot,
+        )?;
+        let stamp = Stamp::of(meta);
+        // A read for a cache record (pinned) puts its value in the in-memory output
+        // cache, which serves the next calls: keeping the file too would only cost time
+        // (about a third of a fresh process's read) and memory. A target is read on
+        // every call: kept.
+        if pinned.is_none() && stamp.settled(now) {
+            let size = bytes.len() + path.as_os_str().len();
+            let kept = Kept {
+                stamp,
+                path,
+                bytes: bytes.into_boxed_slice(),
+                header,
+                ty: ty.id,
+            };
+            self.verified
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(location.as_str(), Trust::Kept(Arc::new(kept)), size);
+        }
+        Ok(())
     }
 
     /// The file of a listed record, refusing names that leave the records' directory.
@@ -325,8 +626,19 @@ impl<S: Serializer> LocalResult<S> {
         self.dir.join(RECORDS).join(encode_key(key))
     }
 
+    /// `<dir>/.taskcache-records/<encoded key>/<encoded id>.rec`, made without a
+    /// reallocation (a lookup in a fresh process makes it on every persisted hit).
     fn record_path(&self, key: &str, id: &str) -> PathBuf {
-        self.records_dir(key).join(format!("{}.rec", encode_id(id)))
+        let key = encode_key(key);
+        let mut path = PathBuf::with_capacity(
+            self.dir.as_os_str().len() + RECORDS.len() + key.len() + 3 * id.len() + 8,
+        );
+        path.push(&self.dir);
+        path.push(RECORDS);
+        path.push(key);
+        path.push(encode_id(id));
+        path.as_mut_os_string().push(".rec");
+        path
     }
 }
 
@@ -387,10 +699,11 @@ pub(crate) fn encode_key(key: &str) -> String {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
 }
@@ -398,12 +711,21 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// A record id as a file name: `[A-Za-z0-9_-]` as is (hex digests are unchanged),
 /// every other byte as `%XX`, so that any id comes back from [`decode_id`] unchanged.
 pub(crate) fn encode_id(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    if id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return id.to_owned();
+    }
+    let mut out = String::with_capacity(id.len() * 3);
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
+            out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
         }
     }
     out
@@ -771,10 +1093,9 @@ fn read_record_file(path: PathBuf) -> Result<Option<Vec<u8>>, ResultError> {
             reason: format!("{len} bytes, larger than any cache record ({MAX_RECORD})"),
         });
     }
-    let mut stored = Vec::with_capacity(len as usize);
-    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_RECORD), &mut stored)
-        .map_err(io(&path))?;
-    format::decode_blob(&stored, RECORD_KIND, &path).map(Some)
+    // Exactly the length `fstat` gave, in one read: a record is replaced, never grown.
+    let stored = format::read_whole(&mut file, len, &path)?;
+    format::decode_blob_owned(stored, RECORD_KIND, &path).map(Some)
 }
 
 fn missing(e: &std::io::Error) -> bool {
@@ -822,16 +1143,28 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         pinned: Option<&PayloadDigest>,
         slot: &mut dyn Slot,
     ) -> Result<(), ResultError> {
+        if let Some(read) = self.read_kept(location, pinned, slot) {
+            return read;
+        }
         let path = self.path(location)?;
+        // Before the file is opened: a change after this is a change after the read.
+        let now = SystemTime::now();
         let Some((file, meta)) = format::open_regular(&path)? else {
             return Err(ResultError::NotFound {
                 location: location.clone(),
             });
         };
+        if KEEPS_SMALL && meta.len() <= KEEP_MAX {
+            return self.read_small(location, path, file, &meta, now, pinned, slot);
+        }
         let large = meta.len() >= TRUST_VERIFIED_FROM;
         let stamp = Stamp::of(&meta);
-        let verified = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        let trusted = large && verified().get(&path) == Some(&stamp);
+        let trusted = large
+            && self
+                .verified
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .trusts_large(location.as_str(), &stamp);
         format::read_into(
             file,
             meta.len(),
@@ -841,8 +1174,11 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
             pinned,
             slot,
         )?;
-        if large && !trusted {
-            verified().insert(path, stamp);
+        if large && !trusted && stamp.settled(now) {
+            self.verified
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(location.as_str(), Trust::Large(stamp), 0);
         }
         Ok(())
     }
@@ -852,7 +1188,11 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         value: Value<'_>,
         location: &Location,
     ) -> Result<PayloadDigest, ResultError> {
-        let digest = format::write_file(value, &self.serializer, &self.path(location)?)?;
+        let written = format::write_file(value, &self.serializer, &self.path(location)?);
+        // What was verified at the location is not what is there now (the stamp would
+        // tell too; this frees it at once).
+        self.forget(location);
+        let digest = written?;
         if self.budget != Budget::default() && prune_due(&self.dir) {
             if let Err(e) = self.prune_except(Some(location)) {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot prune to the disk budget");
@@ -959,9 +1299,9 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
 
     fn remove(&self, location: &Location) -> Result<(), ResultError> {
         let path = self.path(location)?;
-        remove_file_if_there(&path)?;
-        self.forget(&path);
-        Ok(())
+        let removed = remove_file_if_there(&path);
+        self.forget(location);
+        removed
     }
 
     fn list_all_records(&self) -> Result<Vec<RecordEntry>, ResultError> {
@@ -1070,6 +1410,131 @@ mod tests {
             "{name}"
         );
         assert_ne!(name, encode_key(&"k".repeat(501)));
+    }
+
+    use taskcache_core::result::ResultBackendExt;
+
+    /// Longer than [`SETTLED_AFTER`].
+    const SETTLE: Duration = Duration::from_millis(120);
+
+    fn kept_at(result: &LocalResult, location: &Location) -> bool {
+        result.kept(location).is_some()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_settled_small_file_is_kept_and_served_after_a_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = LocalResult::new(dir.path());
+        let location = Location::new("a.bin").unwrap();
+        result.write(&vec![5u8; 1000], &location).unwrap();
+        // Just written: read, verified, not kept (its times could still not show a
+        // change in the same tick).
+        assert_eq!(result.read::<Vec<u8>>(&location).unwrap(), vec![5u8; 1000]);
+        assert!(!kept_at(&result, &location), "kept before it settled");
+        std::thread::sleep(SETTLE);
+        assert_eq!(result.read::<Vec<u8>>(&location).unwrap(), vec![5u8; 1000]);
+        assert!(kept_at(&result, &location), "kept once settled");
+        // Served from the kept bytes: the fast path answers by itself.
+        let mut slot = taskcache_core::result::TypedSlot::<Vec<u8>>(None);
+        let served = result.read_kept(&location, None, &mut slot);
+        assert!(matches!(served, Some(Ok(()))), "{served:?}");
+        assert_eq!(slot.0, Some(vec![5u8; 1000]));
+        // A clone shares what was verified.
+        assert!(kept_at(&result.clone(), &location));
+        // Another pinned payload is refused from the kept bytes too.
+        let other = PayloadDigest([9; 32]);
+        assert!(matches!(
+            result.read_pinned::<Vec<u8>>(&location, Some(&other)),
+            Err(ResultError::Changed { .. })
+        ));
+        // Another type: checked against the kept header.
+        assert!(matches!(
+            result.read::<String>(&location),
+            Err(ResultError::TypeMismatch { .. })
+        ));
+        assert_eq!(result.read::<Vec<u8>>(&location).unwrap(), vec![5u8; 1000]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writes_and_removals_forget_what_was_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = LocalResult::new(dir.path());
+        let location = Location::new("b.bin").unwrap();
+        let keep = || {
+            result.write(&vec![1u8; 100], &location).unwrap();
+            std::thread::sleep(SETTLE);
+            result.read::<Vec<u8>>(&location).unwrap();
+            assert!(kept_at(&result, &location));
+        };
+        keep();
+        result.write(&vec![2u8; 100], &location).unwrap();
+        assert!(!kept_at(&result, &location), "forgotten on a write");
+        assert_eq!(result.read::<Vec<u8>>(&location).unwrap(), vec![2u8; 100]);
+        keep();
+        result.remove(&location).unwrap();
+        assert!(!kept_at(&result, &location), "forgotten on a removal");
+        assert!(matches!(
+            result.read::<Vec<u8>>(&location),
+            Err(ResultError::NotFound { .. })
+        ));
+        // Pruned: forgotten with the file.
+        let pruning = LocalResult::new(dir.path()).with_max_age(Duration::ZERO);
+        pruning.write(&vec![3u8; 100], &location).unwrap();
+        std::thread::sleep(SETTLE);
+        pruning.read::<Vec<u8>>(&location).unwrap();
+        assert!(kept_at(&pruning, &location));
+        assert_eq!(pruning.prune().unwrap().results, 1);
+        assert!(!kept_at(&pruning, &location), "forgotten when pruned");
+    }
+
+    #[test]
+    fn what_is_kept_stays_within_its_bound() {
+        let mut verified = Verified::default();
+        let stamp = Stamp {
+            len: 0,
+            modified: None,
+            #[cfg(unix)]
+            changed: (0, 0),
+            #[cfg(unix)]
+            inode: (0, 0),
+        };
+        for i in 0..1000 {
+            verified.insert(&format!("f{i}.bin"), Trust::Large(stamp), 1 << 20);
+            assert!(verified.held <= KEEP_TOTAL, "{}", verified.held);
+        }
+        assert!(!verified.files.is_empty(), "still keeps the newest");
+        assert!(verified.files.contains_key("f999.bin"));
+        let held = verified.held;
+        verified.remove("f999.bin");
+        assert!(verified.held < held);
+        drop(verified);
+    }
+
+    #[test]
+    fn only_a_file_changed_a_while_ago_has_settled() {
+        let now = SystemTime::now();
+        let at = |t: SystemTime| {
+            let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            Stamp {
+                len: 1,
+                modified: Some(t),
+                #[cfg(unix)]
+                changed: (since.as_secs() as i64, i64::from(since.subsec_nanos()) | 1),
+                #[cfg(unix)]
+                inode: (1, 1),
+            }
+        };
+        assert!(!at(now).settled(now));
+        assert!(!at(now + Duration::from_secs(5)).settled(now), "the future");
+        assert!(at(now - Duration::from_secs(5)).settled(now));
+        #[cfg(unix)]
+        {
+            let mut whole_seconds = at(now - Duration::from_secs(1));
+            whole_seconds.changed.1 = 0;
+            assert!(!whole_seconds.settled(now), "a coarse clock waits longer");
+        }
     }
 
     #[test]
