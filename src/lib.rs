@@ -608,7 +608,7 @@ pub use taskcache_macros::{flow, task};
 pub use taskcache_core::builder::{self, BuildError, BuiltTask, Task, TaskBuilder};
 pub use taskcache_core::context::{self, Clock, Context, ManualClock};
 pub use taskcache_core::flow::{resume, Flow, FlowRun, Resume, TaskRunReport, STATE_ENV};
-pub use taskcache_core::hash::{hash_input, HashError, InputDigest};
+pub use taskcache_core::hash::{hash_bytes, hash_input, HashError, InputDigest};
 pub use taskcache_core::parameters::{Parameter, ParameterError, Parameters};
 pub use taskcache_core::state::{
     Cached, Failure, HashedInputs, PauseSignal, State, StateKind, StateRecord,

@@ -256,4 +256,115 @@ fn runs_of_bytes_hash_in_bulk_to_the_digests_serde_gives() {
         assert!(blob_len::run(blob.clone(), view, 3).is_cached());
         assert!(!blob_len::run(blob.clone(), &blob[..999], 3).is_cached());
     });
+    // The public bulk hash agrees with serde's at every length around the chunking.
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for n in [
+        0usize, 1, 31, 32, 33, 63, 64, 65, 4095, 4096, 4097, 65_536, 300_000,
+    ] {
+        assert_eq!(
+            taskcache::hash_bytes(&blob[..n]),
+            taskcache::hash_input(&blob[..n]).unwrap(),
+            "{n} bytes"
+        );
+    }
+    assert_ne!(taskcache::hash_bytes(&[1]), taskcache::hash_bytes(&[2]));
+}
+
+/// Runs `f` on a thread of its own and fails the test if it has not returned within a
+/// minute (a call waiting for its own caller would otherwise hang the suite).
+fn within_a_minute<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Context::current().with_cache(OutputCache::new()).scope(f));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the call returned (it did not wait for its own caller)")
+}
+
+static REENTRIES: AtomicU32 = AtomicU32::new(0);
+
+/// Calls itself with the same inputs from its body, once directly, once from a scope
+/// opened in the body, and once through a task that goes the full way (it retries).
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn reenter(x: u64, how: u8) -> u64 {
+    if REENTRIES.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+        return x;
+    }
+    match how {
+        0 => reenter(x, how) + 1,
+        1 => Context::current().scope(|| reenter(x, how)) + 1,
+        _ => go_between(x, how) + 1,
+    }
+}
+
+#[task(max_retries = 1, retry_delay = "0s")]
+fn go_between(x: u64, how: u8) -> u64 {
+    reenter(x, how)
+}
+
+#[test]
+fn a_miss_whose_body_calls_the_same_task_with_the_same_inputs_does_not_wait_for_itself() {
+    for how in 0..3u8 {
+        let before = REENTRIES.load(Ordering::SeqCst);
+        assert_eq!(within_a_minute(move || reenter(7, how)), 8, "way {how}");
+        assert_eq!(
+            REENTRIES.load(Ordering::SeqCst),
+            before + 2,
+            "the outer body and the nested call both ran (way {how})"
+        );
+    }
+}
+
+static MISSES: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "1h", cache_validator = all_inputs)]
+fn counted(x: u64) -> u64 {
+    MISSES.fetch_add(1, Ordering::SeqCst);
+    x * 3
+}
+
+#[test]
+fn a_lean_miss_keeps_the_same_record_a_full_run_keeps() {
+    isolated(|| {
+        // Called (the lean way), then read back through `run`: a Cached state whose
+        // record holds this call's argument digest and a live expiration.
+        assert_eq!(counted(5), 15);
+        let state = counted::run(5);
+        assert!(state.is_cached());
+        let cached = state.cached().expect("a hit carries its record");
+        let digests: Vec<_> = cached.hashed_inputs.iter().collect();
+        assert_eq!(digests.len(), 1);
+        assert_eq!(digests[0].0, "x");
+        assert_eq!(
+            *digests[0].1,
+            taskcache::hash_input(&5u64).unwrap(),
+            "the record keeps the argument's own digest"
+        );
+        let expires = cached.expiration.expect("cache_for sets an expiration");
+        assert!(expires > chrono::Utc::now() + chrono::Duration::minutes(59));
+        assert_eq!(MISSES.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn outputs_stay_exact_through_eviction_and_refills() {
+    isolated(|| {
+        // Fill, let the clock evict down to a per-task cap, refill: every call gives
+        // its own value, whether it was kept or recomputed.
+        for round in 0..3u64 {
+            for x in 0..5_000u64 {
+                assert_eq!(capped(x), x, "round {round}");
+            }
+            let kept = Context::current().cache().len_of("capped");
+            assert!(kept <= 1_000, "the cap holds ({kept} kept)");
+        }
+        for x in (0..5_000u64).rev() {
+            assert_eq!(capped(x), x);
+        }
+    });
+}
+
+#[task(cache_for = "1h", cache_validator = all_inputs, max_entries = 1000)]
+fn capped(x: u64) -> u64 {
+    x
 }

@@ -77,6 +77,19 @@ fn hits(c: &mut Criterion) {
             add_miss(black_box(i), 2)
         })
     });
+    // What `compare` times: misses into a cache that grows from empty (no eviction).
+    group.bench_function("taskcache cache_for, all_inputs, growing cache", |b| {
+        b.iter_custom(|iters| {
+            let cache = taskcache::OutputCache::new();
+            Context::current().with_cache(cache).scope(|| {
+                let t = std::time::Instant::now();
+                for i in 0..iters {
+                    black_box(add_miss(black_box(i), 2));
+                }
+                t.elapsed()
+            })
+        })
+    });
     group.finish();
 }
 

@@ -203,7 +203,7 @@ pub(crate) struct Held {
 }
 
 /// One thing a running task holds (see [`Held`]).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Holding {
     /// The single-flight slot of these inputs in one key's cache (its address).
     Flight(usize, crate::hash::InputKey),
@@ -257,6 +257,56 @@ thread_local! {
     /// [`TaskFrame`]). It is the `task` of [`Context::current`]; entering a scope
     /// clears it until the scope ends, as a scope's context says all there is.
     static TASK: Cell<Option<TaskInfo>> = const { Cell::new(None) };
+    /// What the framed tasks whose bodies run here hold (each a [`HeldFrame`]),
+    /// outermost first, on top of what the installed context's `held` says. Part of
+    /// the `held` of [`Context::current`]; entering a scope sets it aside until the
+    /// scope ends.
+    static FRAME_HELD: RefCell<Vec<(Holding, &'static str)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// While alive, a framed task (one that runs without a context of its own) holds
+/// `what`: the tasks its body calls see it, as they would see it in a context's
+/// [`Held`] chain, and run without it rather than wait for their caller. Costs no
+/// allocation: the chain is only built when a context is made from it.
+pub(crate) struct HeldFrame(());
+
+impl HeldFrame {
+    pub(crate) fn enter(what: Holding, task: &'static str) -> Self {
+        FRAME_HELD.with_borrow_mut(|held| held.push((what, task)));
+        HeldFrame(())
+    }
+}
+
+impl Drop for HeldFrame {
+    fn drop(&mut self) {
+        FRAME_HELD.with_borrow_mut(|held| held.pop());
+    }
+}
+
+/// What the tasks running on this thread hold: the framed ones' holdings on top of
+/// `installed`'s.
+pub(crate) fn held_here(installed: Option<&Context>) -> Option<Arc<Held>> {
+    let outer = installed.and_then(|c| c.held.clone());
+    FRAME_HELD.with_borrow(|held| {
+        held.iter().fold(outer, |outer, (what, task)| {
+            Some(Arc::new(Held {
+                what: what.clone(),
+                task,
+                outer,
+            }))
+        })
+    })
+}
+
+/// The task running on this thread (framed, or in the installed context) that holds
+/// `what`, if one does.
+pub(crate) fn holder_here(installed: Option<&Context>, what: &Holding) -> Option<&'static str> {
+    let framed = FRAME_HELD.with_borrow(|held| {
+        held.iter()
+            .rev()
+            .find_map(|(w, task)| (w == what).then_some(*task))
+    });
+    framed.or_else(|| Held::holder(installed.and_then(|c| c.held.as_deref()), what))
 }
 
 /// While alive, `info` is the task of the current context: how a task body runs
@@ -295,6 +345,9 @@ impl Context {
         let mut ctx = CURRENT.with(|c| c.borrow().clone().unwrap_or_default());
         if let Some(task) = TASK.get() {
             ctx.task = Some(task);
+        }
+        if FRAME_HELD.with_borrow(|held| !held.is_empty()) {
+            ctx.held = held_here(Some(&ctx));
         }
         ctx
     }
@@ -341,6 +394,7 @@ impl Context {
         ScopeGuard {
             previous,
             task: TASK.take(),
+            held: FRAME_HELD.take(),
         }
     }
 
@@ -509,8 +563,9 @@ impl Context {
 
     /// The parameters of the flow run (none outside a flow).
     pub fn parameters(&self) -> &Parameters {
-        static NONE: Parameters = Parameters::none();
-        self.flow.as_ref().map_or(&NONE, |f| &f.parameters)
+        self.flow
+            .as_ref()
+            .map_or(Parameters::none_ref(), |f| &f.parameters)
     }
 
     /// When the flow run was scheduled to start (Prefect's `scheduled_start_time`): the
@@ -689,6 +744,7 @@ where
 pub(crate) struct ScopeGuard {
     previous: Option<Context>,
     task: Option<TaskInfo>,
+    held: Vec<(Holding, &'static str)>,
 }
 
 impl Drop for ScopeGuard {
@@ -696,5 +752,6 @@ impl Drop for ScopeGuard {
         let previous = self.previous.take();
         CURRENT.with(|c| *c.borrow_mut() = previous);
         TASK.set(self.task);
+        FRAME_HELD.set(std::mem::take(&mut self.held));
     }
 }

@@ -78,6 +78,12 @@ impl Parameters {
         Parameters(None)
     }
 
+    /// A shared empty set: what a call outside any flow run reads.
+    pub(crate) fn none_ref() -> &'static Parameters {
+        static NONE: Parameters = Parameters::none();
+        &NONE
+    }
+
     /// Parameters from `(name, parameter)` pairs.
     pub fn from_map(map: BTreeMap<String, Parameter>) -> Self {
         if map.is_empty() {

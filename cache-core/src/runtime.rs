@@ -5,7 +5,7 @@
 //! cache check, run, retry with the cached inputs, cache the output.
 
 use crate::context::{
-    from_instant, instant, to_nanos, Clock, Context, Held, Holding, TaskFrame, TaskInfo,
+    from_instant, instant, to_nanos, Clock, Context, Held, HeldFrame, Holding, TaskFrame, TaskInfo,
 };
 use crate::flow::{FlowRunInfo, TaskRunReport};
 use crate::hash::{HashError, InputDigest, InputHasher, InputKey};
@@ -420,6 +420,9 @@ enum Quick<T> {
     Hit(T),
     /// Nothing to cache, retry or persist: run the body in the caller's context.
     Plain,
+    /// Not in memory for exactly these inputs, for a task that caches in memory only
+    /// and has nothing to retry: the lean way ([`TaskRun::run_lean_miss`]).
+    Miss(InputKey),
     /// The full way.
     Full,
 }
@@ -461,7 +464,7 @@ struct Prepared {
 impl Prepared {
     fn new(ctx: &Context) -> Self {
         Prepared {
-            ctx: ctx.clone(),
+            ctx: with_held_here(ctx),
             key: None,
             digests: None,
             all_inputs: None,
@@ -493,6 +496,14 @@ impl Prepared {
     }
 }
 
+/// `ctx` with what every task running on this thread holds (framed tasks included),
+/// for a run that installs a context of its own.
+fn with_held_here(ctx: &Context) -> Context {
+    let mut ctx = ctx.clone();
+    ctx.held = crate::context::held_here(Some(&ctx));
+    ctx
+}
+
 /// A target that did not exist: where the output goes, and the lock that keeps other
 /// runs from computing it at the same time.
 struct HeldTarget {
@@ -504,8 +515,8 @@ struct HeldTarget {
 
 /// The task up the context's chain that already holds `what` (logged), if one does: the
 /// caller then runs without it rather than wait for itself.
-fn held_by_caller(spec: &TaskSpec, ctx: &Context, what: &Holding) -> bool {
-    let Some(outer) = Held::holder(ctx.held.as_deref(), what) else {
+fn held_by_caller(spec: &TaskSpec, ctx: Option<&Context>, what: &Holding) -> bool {
+    let Some(outer) = crate::context::holder_here(ctx, what) else {
         return false;
     };
     let what = match what {
@@ -569,6 +580,7 @@ where
         match self.quick() {
             Quick::Hit(value) => value,
             Quick::Plain => self.run_plain(body),
+            Quick::Miss(inputs) => self.run_lean_miss(inputs, body),
             Quick::Full => self.run_observed(body, false).into_output(),
         }
     }
@@ -615,6 +627,13 @@ where
                         );
                         Quick::Hit(value)
                     }
+                    None if self.persist.is_none()
+                        && self.input_caching.is_none()
+                        && spec.max_retries() == 0
+                        && spec.trigger().is_plain() =>
+                    {
+                        Quick::Miss(inputs)
+                    }
                     None => Quick::Full,
                 };
             }
@@ -622,10 +641,7 @@ where
                 && self.persist.is_none()
                 && self.input_caching.is_none()
                 && spec.max_retries() == 0
-                && matches!(
-                    spec.trigger(),
-                    Trigger::AllSuccessful | Trigger::AllFinished
-                );
+                && spec.trigger().is_plain();
             if plain {
                 Quick::Plain
             } else {
@@ -649,13 +665,22 @@ where
         });
         let outcome = catch_unwind(AssertUnwindSafe(|| body(inputs)));
         drop(frame);
-        let outcome = match outcome {
+        match outcome {
             Ok(value) if self.classify.is_none_or(|c| c(&value).is_none()) => {
                 tracing::debug!(task = spec.name(), state = %StateKind::Success, run_count = 1, "task ran");
-                return value;
+                value
             }
-            failed => failed,
-        };
+            failed => Self::framed_failure(spec, self.classify, failed),
+        }
+    }
+
+    /// Ends a framed run (see [`run_plain`](Self::run_plain)) whose body failed: the
+    /// full way to its final state, logged as [`run`](Self::run) logs it.
+    fn framed_failure(
+        spec: &TaskSpec,
+        classify: Option<fn(&T) -> Option<String>>,
+        outcome: std::thread::Result<T>,
+    ) -> T {
         let prepared = Prepared::new(&Context::current());
         let mut attempt = Attempts {
             spec,
@@ -668,7 +693,7 @@ where
             Cow::Borrowed("Starting task run."),
             &prepared.ctx,
         );
-        let state = match attempt.after::<I, T>(outcome, self.classify, &None, &None, &prepared) {
+        let state = match attempt.after::<I, T>(outcome, classify, &None, &None, &prepared) {
             Next::Done(state) => state,
             // (Not met: a task without retries and without kept inputs is not retried.)
             Next::RetryAfter(_) => {
@@ -681,6 +706,113 @@ where
             }
         };
         self::finish(spec, state, &prepared).into_output()
+    }
+
+    /// A miss for a task that caches in memory only (`all_inputs`), outside a flow run
+    /// and a refresh, with nothing to retry: the same lookup, single flight, record and
+    /// log events as the full way, without a context of its own (the body runs in a
+    /// [`TaskFrame`], its flight held in a [`HeldFrame`]) and without the digest of all
+    /// the inputs, which only persisted records use.
+    fn run_lean_miss(self, inputs: InputKey, mut body: impl FnMut(I) -> T) -> T {
+        let spec = self.spec;
+        let Some(caching) = &self.output_caching else {
+            return self.run_observed(body, false).into_output();
+        };
+        let validator = spec.cache_validator();
+        enum Found<T> {
+            Hit(T),
+            Wait(Arc<crate::store::Flight>),
+            Run(Arc<KeyCache>, MissReason, Option<crate::store::FlightGuard>),
+        }
+        let (key, reason, flight) = loop {
+            let found = Context::with_current(|ctx| {
+                let (key, now, parameters) = match ctx {
+                    Some(c) => (key_cache_ref(spec, c), c.clock.now_nanos(), c.parameters()),
+                    None => (
+                        global_key_cache(spec),
+                        Clock::system().now_nanos(),
+                        Parameters::none_ref(),
+                    ),
+                };
+                // Looked up again the validator's way: an expired output is dropped,
+                // and the miss says why.
+                let reason =
+                    match (caching.find)(&key, &validator, Some(&inputs), None, parameters, now) {
+                        Lookup::Hit(value, _) => {
+                            tracing::debug!(
+                                task = spec.name(),
+                                state = "Cached",
+                                cache_key = spec.cache_key(),
+                                "cache hit"
+                            );
+                            return Found::Hit(value);
+                        }
+                        Lookup::Miss(reason) => reason,
+                    };
+                let flight_id = Holding::Flight(Arc::as_ptr(&key) as usize, inputs);
+                let flight = if held_by_caller(spec, ctx, &flight_id) {
+                    None
+                } else {
+                    match key.join_flight(&inputs) {
+                        Join::Wait(f) => return Found::Wait(f),
+                        Join::Leader(g) => Some(g),
+                        Join::Alone => None,
+                    }
+                };
+                Found::Run(key.into_owned(), reason, flight)
+            });
+            match found {
+                Found::Hit(value) => return value,
+                Found::Wait(f) => f.wait(),
+                Found::Run(key, reason, flight) => break (key, reason, flight),
+            }
+        };
+        let each = match self.each_digest() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the output is not cached");
+                drop(flight);
+                return self.run_plain(body);
+            }
+        };
+        let frame = TaskFrame::enter(TaskInfo {
+            name: spec.name(),
+            version: spec.task_version(),
+            run_count: 1,
+        });
+        let held = flight
+            .as_ref()
+            .map(|f| HeldFrame::enter(f.holding(), spec.name()));
+        let inputs_now = self.inputs;
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(inputs_now)));
+        drop(held);
+        drop(frame);
+        let value = match outcome {
+            Ok(value) if self.classify.is_none_or(|c| c(&value).is_none()) => value,
+            failed => {
+                drop(flight);
+                return Self::framed_failure(spec, self.classify, failed);
+            }
+        };
+        Context::with_current(|ctx| {
+            let (now, parameters) = match ctx {
+                Some(c) => (c.clock.now(), c.parameters()),
+                None => (Utc::now(), Parameters::none_ref()),
+            };
+            let record = cached_record(spec, &each, parameters, now);
+            keep_output(spec, ctx, &key, caching, record, &value, inputs, now);
+        });
+        tracing::debug!(
+            task = spec.name(),
+            state = %StateKind::Success,
+            run_count = 1,
+            cache_key = spec.cache_key(),
+            "cache miss ({}); task ran",
+            reason.describe()
+        );
+        // (The flight lands once the output is in the cache, for its waiters to find.)
+        drop(flight);
+        value
     }
 
     fn run_unrecorded(
@@ -1074,7 +1206,7 @@ where
             }
         }
         let id = p.backend.lock_id(&location);
-        let lock = if held_by_caller(spec, &ctx, &Holding::Lock(id.clone())) {
+        let lock = if held_by_caller(spec, Some(&ctx), &Holding::Lock(id.clone())) {
             None
         } else {
             persist::lock(&p.backend, spec.name(), &location)
@@ -1245,7 +1377,7 @@ where
                         ),
                         now,
                     );
-                    keep_within_budget(spec, ctx, &key);
+                    keep_within_budget(spec, Some(ctx), &key);
                 }
                 let mut state = State::hit(hit.value, cached, now);
                 state.message = Cow::Owned(format!(
@@ -1260,7 +1392,7 @@ where
             }
             let mut holding = Vec::new();
             let flight_id = Holding::Flight(Arc::as_ptr(&key) as usize, inputs_key);
-            let flight = if held_by_caller(spec, ctx, &flight_id) {
+            let flight = if held_by_caller(spec, Some(ctx), &flight_id) {
                 None
             } else {
                 match key.join_flight(&inputs_key) {
@@ -1275,7 +1407,7 @@ where
             if let Some(p) = persistent {
                 let at = persist::record_lock_location(spec.cache_key(), &all);
                 let id = Holding::Lock(p.backend.lock_id(&at));
-                if !held_by_caller(spec, ctx, &id) {
+                if !held_by_caller(spec, Some(ctx), &id) {
                     record_lock = persist::lock(&p.backend, spec.name(), &at);
                     if record_lock.is_some() {
                         // Another process may have recorded it while this one waited.
@@ -1287,7 +1419,7 @@ where
                 }
             }
             Checked::Run(Box::new(Prepared {
-                ctx: ctx.clone(),
+                ctx: with_held_here(ctx),
                 key: Some(Arc::clone(&key)),
                 digests: Some(each),
                 all_inputs: Some(all),
@@ -1555,34 +1687,24 @@ impl<'s> Attempts<'s> {
         let spec = self.spec;
         let now = ctx.clock.now();
         let mut cached = None;
-        if let (Some(cache_for), Some(key), Some(digests), Some(inputs_key)) = (
+        if let (Some(_), Some(key), Some(digests), Some(inputs_key)) = (
             spec.cache_for(),
             &prepared.key,
             &prepared.digests,
             prepared.inputs_key,
         ) {
-            let record = Arc::new(Cached {
-                // A `cache_for` that reaches past the last representable date never expires.
-                expiration: TimeDelta::from_std(cache_for)
-                    .ok()
-                    .and_then(|d| now.checked_add_signed(d)),
-                hashed_inputs: HashedInputs::new(spec.inputs(), digests.to_vec()),
-                parameters: ctx.parameters().clone(),
-                cache_key: Cow::Borrowed(spec.cache_key()),
-                created: now,
-            });
+            let record = cached_record(spec, digests, ctx.parameters(), now);
             if let Some(caching) = output_caching {
-                key.insert(
-                    Entry::new(
-                        Arc::clone(&record),
-                        (caching.erase)(&value),
-                        inputs_key,
-                        std::mem::size_of::<T>(),
-                        instant(now),
-                    ),
-                    instant(now),
+                keep_output(
+                    spec,
+                    Some(ctx),
+                    key,
+                    caching,
+                    Arc::clone(&record),
+                    &value,
+                    inputs_key,
+                    now,
                 );
-                keep_within_budget(spec, ctx, key);
             }
             cached = Some(record);
         }
@@ -1764,12 +1886,62 @@ pub(crate) async fn in_context<F: Future>(
     .await
 }
 
-/// After an insert: the task's own `max_entries`, then the process-wide memory budget.
-fn keep_within_budget(spec: &TaskSpec, ctx: &Context, key: &KeyCache) {
+/// After an insert: the task's own `max_entries`, then the memory budget of the cache
+/// in force (`ctx`'s, or the process-wide one).
+fn keep_within_budget(spec: &TaskSpec, ctx: Option<&Context>, key: &KeyCache) {
     if let Some(max) = spec.max_entries() {
         key.trim_to(max);
     }
-    ctx.cache().enforce_budget(key);
+    match ctx {
+        Some(c) => c.cache(),
+        None => crate::store::OutputCache::global(),
+    }
+    .enforce_budget(key);
+}
+
+/// The record of an output computed `now` from inputs with these digests.
+fn cached_record(
+    spec: &TaskSpec,
+    digests: &[InputDigest],
+    parameters: &Parameters,
+    now: chrono::DateTime<Utc>,
+) -> Arc<Cached> {
+    Arc::new(Cached {
+        // A `cache_for` that reaches past the last representable date never expires.
+        expiration: spec
+            .cache_for()
+            .and_then(|c| TimeDelta::from_std(c).ok())
+            .and_then(|d| now.checked_add_signed(d)),
+        hashed_inputs: HashedInputs::new(spec.inputs(), digests.to_vec()),
+        parameters: parameters.clone(),
+        cache_key: Cow::Borrowed(spec.cache_key()),
+        created: now,
+    })
+}
+
+/// Keeps a successful output in the in-memory cache `key`, within its budgets.
+#[allow(clippy::too_many_arguments)]
+fn keep_output<T>(
+    spec: &TaskSpec,
+    ctx: Option<&Context>,
+    key: &KeyCache,
+    caching: &OutputCaching<T>,
+    record: Arc<Cached>,
+    value: &T,
+    inputs: InputKey,
+    now: chrono::DateTime<Utc>,
+) {
+    key.insert(
+        Entry::new(
+            record,
+            (caching.erase)(value),
+            inputs,
+            std::mem::size_of::<T>(),
+            instant(now),
+        ),
+        instant(now),
+    );
+    keep_within_budget(spec, ctx, key);
 }
 
 /// Drops everything cached for `spec`'s key: the outputs in the current context's

@@ -15,6 +15,7 @@ use crate::parameters::Parameters;
 use crate::state::{Cached, HashedInputs};
 use crate::validators::CacheValidator;
 use crossbeam_utils::sync::ShardedLock;
+use hashbrown::HashTable;
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
@@ -243,6 +244,9 @@ pub(crate) struct Entry {
     bytes: usize,
     /// When it was last served or stored (nanoseconds, coarse): for eviction.
     used: AtomicI64,
+    /// `used` when the clock's hand last passed it (or when it was stored): served
+    /// since, it gets a second chance.
+    seen: i64,
 }
 
 /// What an entry costs beyond its output's own size: the entry, its record (with its
@@ -261,13 +265,15 @@ impl Entry {
     ) -> Self {
         let expires = cached.expiration.map_or(i128::MAX, crate::context::instant);
         let bytes = ENTRY_OVERHEAD + value_size + 64 * cached.hashed_inputs.iter().count();
+        let now = crate::context::saturate(now);
         Entry {
             cached,
             value,
             expires,
             inputs,
             bytes,
-            used: AtomicI64::new(crate::context::saturate(now)),
+            used: AtomicI64::new(now),
+            seen: now,
         }
     }
 
@@ -293,23 +299,194 @@ impl Entry {
 #[derive(Default)]
 pub(crate) struct KeyCache {
     candidates: ShardedLock<Candidates>,
-    flights: Mutex<HashMap<u64, Arc<Flight>, BuildFingerprint>>,
+    flights: Mutex<HashMap<u64, InFlight, BuildFingerprint>>,
     usage: Arc<Usage>,
     /// Seeds the fingerprints of exact keys, per key: inputs chosen to collide in one
     /// process collide in no other.
     seed: foldhash::fast::RandomState,
 }
 
+/// The candidates of one key: the outputs in a slab, found through a table of their
+/// slots by fingerprint, and evicted by a clock hand that sweeps the slab.
+///
+/// A table slot is four bytes, so the table stays small enough to sit in the
+/// processor's caches where a table of the outputs themselves would not; a miss that
+/// evicts to make room reuses the slot it freed.
 #[derive(Default)]
 struct Candidates {
-    by_inputs: HashMap<u64, Vec<Entry>, BuildFingerprint>,
-    /// The fingerprints in the order eviction visits them (a clock): each with the
-    /// time it was queued, so that an output served since gets a second chance.
-    /// Removed outputs leave theirs behind until a visit skips them or the queue is
-    /// rebuilt.
-    order: std::collections::VecDeque<(u64, i64)>,
+    /// Slab indexes, each beside the high half of its output's fingerprint, which the
+    /// table's hash is made from ([`table_hash`]): growing the table rehashes from the
+    /// table alone, without a visit to every output.
+    table: HashTable<(u32, u32)>,
+    /// The outputs; `None` where one was removed (reused first: see `free`).
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    /// The slot the clock's hand looks at next.
+    hand: usize,
     len: usize,
     sweep_at: usize,
+}
+
+impl Candidates {
+    /// The outputs whose inputs have fingerprint `fp`.
+    fn with_fingerprint(&self, fp: u64) -> impl Iterator<Item = &Entry> {
+        let (hash, high) = table_hash(fp);
+        self.table
+            .iter_hash(hash)
+            .filter(move |&&(_, h)| h == high)
+            .filter_map(|&(i, _)| self.slots.get(i as usize)?.as_ref())
+    }
+
+    /// The slots of the outputs whose inputs have fingerprint `fp` (and perhaps a few
+    /// others whose fingerprints share its high half).
+    fn slots_with_fingerprint(&self, fp: u64) -> impl Iterator<Item = usize> + '_ {
+        let (hash, high) = table_hash(fp);
+        self.table
+            .iter_hash(hash)
+            .filter(move |&&(_, h)| h == high)
+            .map(|&(i, _)| i as usize)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.slots.iter().flatten()
+    }
+
+    fn push(&mut self, entry: Entry, seed: &foldhash::fast::RandomState) {
+        let fp = fingerprint(seed, &entry.inputs);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(entry);
+                i
+            }
+            None => {
+                self.slots.push(Some(entry));
+                // (A key holds fewer than 2^32 outputs: the memory budget sees to it.)
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let (hash, high) = table_hash(fp);
+        self.table
+            .insert_unique(hash, (i, high), |&(_, h)| expand(h));
+        self.len += 1;
+    }
+
+    /// Takes the output in slot `i` out.
+    fn remove(&mut self, i: usize, seed: &foldhash::fast::RandomState) -> Option<Entry> {
+        let entry = self.slots.get_mut(i)?.take()?;
+        let (hash, _) = table_hash(fingerprint(seed, &entry.inputs));
+        if let Ok(found) = self.table.find_entry(hash, |&(j, _)| j as usize == i) {
+            found.remove();
+        }
+        self.free.push(i as u32);
+        self.len -= 1;
+        Some(entry)
+    }
+
+    /// Removes the outputs `keep` refuses, and gives them back.
+    fn remove_where(
+        &mut self,
+        mut gone: impl FnMut(&Entry) -> bool,
+        seed: &foldhash::fast::RandomState,
+    ) -> Vec<Entry> {
+        let doomed: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].as_ref().is_some_and(&mut gone))
+            .collect();
+        let removed = doomed
+            .into_iter()
+            .filter_map(|i| self.remove(i, seed))
+            .collect();
+        self.compact(seed);
+        removed
+    }
+
+    /// Rebuilds the slab without its holes once they are most of it.
+    fn compact(&mut self, seed: &foldhash::fast::RandomState) {
+        if self.slots.len() <= 64 || self.len * 4 > self.slots.len() {
+            return;
+        }
+        let kept: Vec<Entry> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect();
+        self.table.clear();
+        self.free.clear();
+        self.hand = 0;
+        self.len = 0;
+        self.slots.reserve(kept.len());
+        for e in kept {
+            self.push(e, seed);
+        }
+        self.table.shrink_to_fit(|&(_, h)| expand(h));
+    }
+
+    fn clear(&mut self) -> Vec<Entry> {
+        self.table.clear();
+        self.free.clear();
+        self.hand = 0;
+        self.len = 0;
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The slot eviction takes next, the way a clock does: the hand passes over an
+    /// output served since it last passed (its second chance) and stops at the first
+    /// one that was not. At most one round of second chances, so the hand never
+    /// circles for long; a second chance is paid for by the hit that earned it.
+    fn clock(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut chances = 0;
+        loop {
+            if self.hand >= self.slots.len() {
+                self.hand = 0;
+            }
+            let i = self.hand;
+            self.hand += 1;
+            let Some(e) = self.slots[i].as_mut() else {
+                continue;
+            };
+            let used = e.used.load(Ordering::Relaxed);
+            if used > e.seen && chances < self.len {
+                e.seen = used;
+                chances += 1;
+                continue;
+            }
+            return Some(i);
+        }
+    }
+}
+
+/// Where the table files a fingerprint: a hash made from its high half alone (so that
+/// the table can rehash what it holds), and that half. Outputs whose fingerprints
+/// share a high half share a probe sequence, and are told apart by their keys.
+#[inline]
+fn table_hash(fp: u64) -> (u64, u32) {
+    let high = (fp >> 32) as u32;
+    (expand(high), high)
+}
+
+#[inline]
+fn expand(high: u32) -> u64 {
+    // A multiplication spreads the 32 bits over the 64 the table reads (its low bits
+    // pick the group, its top seven tag the slot).
+    u64::from(high).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The 64-bit fingerprint that groups candidates: the first bytes of a digest, or a
+/// seeded hash of an exact encoding. Equal fingerprints are always confirmed by
+/// comparing the keys themselves.
+fn fingerprint(seed: &foldhash::fast::RandomState, key: &InputKey) -> u64 {
+    match key {
+        InputKey::Digest(d) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&d.0[..8]);
+            u64::from_le_bytes(word)
+        }
+        InputKey::Exact { .. } => seed.hash_one(key.as_bytes()),
+    }
 }
 
 /// Why no cached output served a call: what `State::miss_reason` gives and a miss's log
@@ -466,8 +643,8 @@ impl KeyCache {
             Lookup::Hit(v, Arc::clone(&entry.cached))
         };
         if let (Some(all), true) = (all_inputs, validator.requires_equal_inputs()) {
-            if let Some(bucket) = candidates.by_inputs.get(&self.fingerprint(all)) {
-                for entry in bucket {
+            for entry in candidates.with_fingerprint(self.fingerprint(all)) {
+                if entry.inputs == *all {
                     if let Some(v) = check(entry) {
                         return hit(entry, v);
                     }
@@ -475,7 +652,7 @@ impl KeyCache {
             }
             return Lookup::Miss(reason);
         }
-        for entry in candidates.by_inputs.values().flatten() {
+        for entry in candidates.iter() {
             if let Some(v) = check(entry) {
                 return hit(entry, v);
             }
@@ -488,9 +665,8 @@ impl KeyCache {
     /// nothing on a miss (the caller then takes the full path, which says why).
     pub(crate) fn get_exact<T: Clone + 'static>(&self, inputs: &InputKey, now: i128) -> Option<T> {
         let candidates = read_shard(&self.candidates);
-        let bucket = candidates.by_inputs.get(&self.fingerprint(inputs))?;
-        let entry = bucket
-            .iter()
+        let entry = candidates
+            .with_fingerprint(self.fingerprint(inputs))
             .find(|e| e.inputs == *inputs && !e.is_expired(now))?;
         let value = entry.value.downcast_ref::<T>()?.clone();
         entry.touch(now);
@@ -502,18 +678,9 @@ impl KeyCache {
         read_shard(&self.candidates).len
     }
 
-    /// The 64-bit fingerprint that groups candidates: the first bytes of a digest,
-    /// or a seeded hash of an exact encoding. Equal fingerprints are always confirmed
-    /// by comparing the keys themselves.
+    /// The fingerprint of `key` under this key cache's seed ([`fingerprint`]).
     fn fingerprint(&self, key: &InputKey) -> u64 {
-        match key {
-            InputKey::Digest(d) => {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(&d.0[..8]);
-                u64::from_le_bytes(word)
-            }
-            InputKey::Exact { .. } => self.seed.hash_one(key.as_bytes()),
-        }
+        fingerprint(&self.seed, key)
     }
 
     fn with_usage(usage: Arc<Usage>) -> Self {
@@ -536,93 +703,36 @@ impl KeyCache {
 
     /// Forgets every candidate.
     pub(crate) fn clear(&self) {
-        let mut c = write(&self.candidates);
-        let all = std::mem::take(&mut c.by_inputs);
-        self.released(all.values().flatten());
-        c.order.clear();
-        c.len = 0;
+        let gone = write(&self.candidates).clear();
+        self.released(&gone);
     }
 
     /// Forgets the candidates made from exactly these inputs (a refresh replaces them).
     pub(crate) fn remove_inputs(&self, all_inputs: &InputKey) {
         let fp = self.fingerprint(all_inputs);
         let mut c = write(&self.candidates);
-        let mut gone = Vec::new();
-        if let Some(bucket) = c.by_inputs.get_mut(&fp) {
-            let (keep, drop): (Vec<Entry>, Vec<Entry>) = std::mem::take(bucket)
-                .into_iter()
-                .partition(|e| e.inputs != *all_inputs);
-            *bucket = keep;
-            gone = drop;
-        }
-        c.len -= gone.len();
+        let doomed: Vec<usize> = c
+            .slots_with_fingerprint(fp)
+            .filter(|&i| c.slots[i].as_ref().is_some_and(|e| e.inputs == *all_inputs))
+            .collect();
+        let gone: Vec<Entry> = doomed
+            .into_iter()
+            .filter_map(|i| c.remove(i, &self.seed))
+            .collect();
+        drop(c);
         self.released(&gone);
     }
 
-    /// Evicts one candidate, the way a clock does: the next fingerprint in the queue
-    /// loses its least recently used output, unless that output was served since it
-    /// was queued, in which case it goes to the back of the queue with the time of
-    /// its last use. False when there is none. A second chance is paid for by the hit
-    /// that earned it, so eviction costs a few steps on average whatever the number of
-    /// outputs (never more than one round of the queue).
+    /// Evicts one candidate, chosen by the clock ([`Candidates::clock`]). False when
+    /// there is none.
     fn evict_one(&self) -> bool {
         let mut c = write(&self.candidates);
-        let second_chances = c.order.len();
-        let mut chances = 0;
-        loop {
-            let Some((fp, queued)) = c.order.pop_front() else {
-                if c.len == 0 {
-                    return false;
-                }
-                // Lost track (never, but cheap to mend): queue what there is again.
-                let all: Vec<u64> = c.by_inputs.keys().copied().collect();
-                c.order.extend(all.into_iter().map(|fp| (fp, i64::MIN)));
-                continue;
-            };
-            let Some(bucket) = c.by_inputs.get_mut(&fp) else {
-                continue;
-            };
-            let Some((i, used)) = bucket
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (i, e.used.load(Ordering::Relaxed)))
-                .min_by_key(|(_, used)| *used)
-            else {
-                c.by_inputs.remove(&fp);
-                continue;
-            };
-            if used > queued && chances < second_chances {
-                chances += 1;
-                let newest = bucket
-                    .iter()
-                    .map(|e| e.used.load(Ordering::Relaxed))
-                    .max()
-                    .unwrap_or(used);
-                c.order.push_back((fp, newest));
-                continue;
-            }
-            let gone = bucket.swap_remove(i);
-            if bucket.is_empty() {
-                c.by_inputs.remove(&fp);
-            }
-            c.len -= 1;
-            self.released([&gone]);
-            return true;
-        }
-    }
-
-    /// Queues `fp` for the clock, and rebuilds the queue when removed outputs have
-    /// left it more than twice as long as the outputs it tracks.
-    fn enqueue(c: &mut Candidates, fp: u64, now: i64) {
-        c.order.push_back((fp, now));
-        if c.order.len() > 2 * c.len + 64 {
-            let mut seen = std::collections::HashSet::with_capacity(c.by_inputs.len());
-            c.order.retain(|(fp, _)| seen.insert(*fp));
-            let Candidates {
-                order, by_inputs, ..
-            } = c;
-            order.retain(|(fp, _)| by_inputs.contains_key(fp));
-        }
+        let Some(gone) = c.clock().and_then(|i| c.remove(i, &self.seed)) else {
+            return false;
+        };
+        drop(c);
+        self.released([&gone]);
+        true
     }
 
     /// Evicts least recently used candidates until at most `max` are left (a task's
@@ -633,50 +743,31 @@ impl KeyCache {
 
     /// Removes expired candidates (after a lookup that met some).
     fn prune_expired(&self, now: i128) {
-        let mut c = write(&self.candidates);
-        let mut gone = 0;
-        let mut bytes = 0;
-        c.by_inputs.retain(|_, bucket| {
-            bucket.retain(|e| {
-                let keep = !e.is_expired(now);
-                if !keep {
-                    gone += 1;
-                    bytes += e.bytes;
-                }
-                keep
-            });
-            !bucket.is_empty()
-        });
-        c.len -= gone;
-        self.usage.entries.fetch_sub(gone, Ordering::Relaxed);
-        self.usage.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let gone = write(&self.candidates).remove_where(|e| e.is_expired(now), &self.seed);
+        self.released(&gone);
     }
 
-    /// Keeps an output; prunes expired candidates from time to time, so that the cost
-    /// of pruning stays proportional to the number of inserts.
+    /// Keeps an output; the expired outputs of the same inputs go, and every expired
+    /// candidate from time to time, so that the cost of pruning stays proportional to
+    /// the number of inserts.
     pub(crate) fn insert(&self, entry: Entry, now: i128) {
         let fp = self.fingerprint(&entry.inputs);
         self.usage.entries.fetch_add(1, Ordering::Relaxed);
         self.usage.bytes.fetch_add(entry.bytes, Ordering::Relaxed);
         let mut c = write(&self.candidates);
-        let bucket = c.by_inputs.entry(fp).or_default();
-        let (mut expired, mut freed) = (0, 0);
-        bucket.retain(|e| {
-            let keep = !e.is_expired(now);
-            if !keep {
-                expired += 1;
-                freed += e.bytes;
-            }
-            keep
-        });
-        let queued = entry.used.load(Ordering::Relaxed);
-        bucket.push(entry);
-        Self::enqueue(&mut c, fp, queued);
-        c.len = c.len + 1 - expired;
-        self.usage.entries.fetch_sub(expired, Ordering::Relaxed);
-        self.usage.bytes.fetch_sub(freed, Ordering::Relaxed);
-        if c.len >= c.sweep_at {
-            drop(c);
+        let expired: Vec<usize> = c
+            .slots_with_fingerprint(fp)
+            .filter(|&i| c.slots[i].as_ref().is_some_and(|e| e.is_expired(now)))
+            .collect();
+        let gone: Vec<Entry> = expired
+            .into_iter()
+            .filter_map(|i| c.remove(i, &self.seed))
+            .collect();
+        c.push(entry, &self.seed);
+        let sweep = c.len >= c.sweep_at;
+        drop(c);
+        self.released(&gone);
+        if sweep {
             self.prune_expired(now);
             let mut c = write(&self.candidates);
             c.sweep_at = (c.len * 2).max(64);
@@ -688,23 +779,30 @@ impl KeyCache {
     pub(crate) fn join_flight(self: &Arc<Self>, all_inputs: &InputKey) -> Join {
         let fp = self.fingerprint(all_inputs);
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = flights.get(&fp) {
-            if f.all_inputs == *all_inputs {
-                return Join::Wait(Arc::clone(f));
+        if let Some(f) = flights.get_mut(&fp) {
+            if f.inputs == *all_inputs {
+                let flight = f.waited.get_or_insert_with(|| {
+                    Arc::new(Flight {
+                        done: Mutex::new(FlightState::default()),
+                        landed: Condvar::new(),
+                    })
+                });
+                return Join::Wait(Arc::clone(flight));
             }
             // A fingerprint collision between different inputs: run independently.
             return Join::Alone;
         }
-        let flight = Arc::new(Flight {
-            all_inputs: *all_inputs,
-            done: Mutex::new(FlightState::default()),
-            landed: Condvar::new(),
-        });
-        flights.insert(fp, Arc::clone(&flight));
+        flights.insert(
+            fp,
+            InFlight {
+                inputs: *all_inputs,
+                waited: None,
+            },
+        );
         Join::Leader(FlightGuard {
             key: Arc::clone(self),
             fp,
-            flight,
+            inputs: *all_inputs,
         })
     }
 }
@@ -719,9 +817,16 @@ pub(crate) enum Join {
     Alone,
 }
 
-/// A computation in progress that others may wait for.
+/// A computation in progress, as its key's flights list it: what it computes, and what
+/// its waiters wait on (made by the first of them, so that a run nobody waits for
+/// allocates nothing).
+struct InFlight {
+    inputs: InputKey,
+    waited: Option<Arc<Flight>>,
+}
+
+/// A computation in progress that others wait for.
 pub(crate) struct Flight {
-    all_inputs: InputKey,
     done: Mutex<FlightState>,
     landed: Condvar,
 }
@@ -775,30 +880,34 @@ impl Future for FlightLanded {
 pub(crate) struct FlightGuard {
     key: Arc<KeyCache>,
     fp: u64,
-    flight: Arc<Flight>,
+    inputs: InputKey,
 }
 
 impl FlightGuard {
     /// What this guard holds, as a running task's context records it.
     pub(crate) fn holding(&self) -> crate::context::Holding {
-        crate::context::Holding::Flight(Arc::as_ptr(&self.key) as usize, self.flight.all_inputs)
+        crate::context::Holding::Flight(Arc::as_ptr(&self.key) as usize, self.inputs)
     }
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        self.key
+        let gone = self
+            .key
             .flights
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.fp);
+        let Some(flight) = gone.and_then(|f| f.waited) else {
+            return;
+        };
         let (wakers, blocked) = {
-            let mut state = self.flight.done.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = flight.done.lock().unwrap_or_else(|e| e.into_inner());
             state.done = true;
             (std::mem::take(&mut state.wakers), state.blocked)
         };
         if blocked > 0 {
-            self.flight.landed.notify_all();
+            flight.landed.notify_all();
         }
         wakers.into_iter().for_each(Waker::wake);
     }
@@ -838,4 +947,93 @@ fn read_shard<T>(lock: &ShardedLock<T>) -> crossbeam_utils::sync::ShardedLockRea
 
 fn write<T>(lock: &ShardedLock<T>) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::InputHasher;
+    use std::borrow::Cow;
+
+    fn key_of(x: u64) -> InputKey {
+        let mut h = InputHasher::all();
+        h.input(&x).unwrap();
+        h.into_key()
+    }
+
+    /// An entry of `x` (its value is `x` too) that expires at `expires` (nanoseconds).
+    fn entry(x: u64, expires: i128) -> Entry {
+        let cached = Arc::new(Cached {
+            expiration: Some(crate::context::from_instant(expires)),
+            hashed_inputs: HashedInputs::new(&[], Vec::new()),
+            parameters: Parameters::none(),
+            cache_key: Cow::Borrowed("k"),
+            created: crate::context::from_instant(0),
+        });
+        Entry::new(cached, Box::new(x), key_of(x), 8, 0)
+    }
+
+    #[test]
+    fn the_slab_stays_exact_through_pruning_compaction_and_reuse() {
+        let key = KeyCache::default();
+        let (soon, late) = (1_000i128, 1_000_000_000_000i128);
+        // 300 outputs that expire soon, 20 that do not.
+        for x in 0..320u64 {
+            key.insert(entry(x, if x < 300 { soon } else { late }), 0);
+        }
+        assert_eq!(key.len(), 320);
+        // Pruning leaves 20 of 320 slots filled: the slab is rebuilt without its holes.
+        key.prune_expired(soon);
+        assert_eq!(key.len(), 20);
+        assert!(read_shard(&key.candidates).slots.len() < 320);
+        for x in 0..320u64 {
+            let got = key.get_exact::<u64>(&key_of(x), soon);
+            assert_eq!(got, (x >= 300).then_some(x), "output {x} after the rebuild");
+        }
+        // Freed slots are reused, and every output is found by its own inputs.
+        for x in 1_000..1_200u64 {
+            key.insert(entry(x, late), soon);
+        }
+        for x in (300..320).chain(1_000..1_200) {
+            assert_eq!(key.get_exact::<u64>(&key_of(x), soon), Some(x));
+        }
+        // The clock evicts, one at a time, until none is left; lookups stay exact.
+        let mut left = key.len();
+        while key.evict_one() {
+            left -= 1;
+            assert_eq!(key.len(), left);
+        }
+        assert_eq!(left, 0);
+        assert_eq!(key.get_exact::<u64>(&key_of(1_000), soon), None);
+    }
+
+    #[test]
+    fn the_clock_gives_an_output_served_since_it_passed_a_second_chance() {
+        let key = KeyCache::default();
+        for x in 0..4u64 {
+            key.insert(entry(x, i128::MAX), 0);
+        }
+        // Output 0 is served after it was stored: the hand passes it once.
+        assert_eq!(key.get_exact::<u64>(&key_of(0), 10_000_000), Some(0));
+        assert!(key.evict_one());
+        assert_eq!(key.get_exact::<u64>(&key_of(0), 10_000_000), Some(0));
+        assert_eq!(
+            key.get_exact::<u64>(&key_of(1), 10_000_000),
+            None,
+            "1 went first"
+        );
+    }
+
+    #[test]
+    fn removing_one_input_leaves_the_others() {
+        let key = KeyCache::default();
+        for x in 0..50u64 {
+            key.insert(entry(x, i128::MAX), 0);
+        }
+        key.remove_inputs(&key_of(7));
+        assert_eq!(key.len(), 49);
+        for x in 0..50u64 {
+            assert_eq!(key.get_exact::<u64>(&key_of(x), 0), (x != 7).then_some(x));
+        }
+    }
 }

@@ -223,6 +223,14 @@ pub enum Trigger {
     ManualOnly,
 }
 
+impl Trigger {
+    /// Whether a call runs its body with nothing to check first (the triggers that
+    /// always hold outside a flow function's failures).
+    pub(crate) fn is_plain(self) -> bool {
+        matches!(self, Trigger::AllSuccessful | Trigger::AllFinished)
+    }
+}
+
 impl std::fmt::Debug for TaskSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskSpec")
