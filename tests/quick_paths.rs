@@ -306,12 +306,15 @@ fn go_between(x: u64, how: u8) -> u64 {
 fn a_miss_whose_body_calls_the_same_task_with_the_same_inputs_does_not_wait_for_itself() {
     for how in 0..3u8 {
         let before = REENTRIES.load(Ordering::SeqCst);
-        assert_eq!(within_a_minute(move || reenter(7, how)), 8, "way {how}");
+        let (first, again) = within_a_minute(move || (reenter(7, how), reenter(7, how)));
+        assert_eq!(first, 8, "way {how}");
         assert_eq!(
             REENTRIES.load(Ordering::SeqCst),
             before + 2,
             "the outer body and the nested call both ran (way {how})"
         );
+        // The outer output, stored last, replaced the nested one's for these inputs.
+        assert_eq!(again, 8, "the later output is served (way {how})");
     }
 }
 
@@ -355,7 +358,7 @@ fn outputs_stay_exact_through_eviction_and_refills() {
             for x in 0..5_000u64 {
                 assert_eq!(capped(x), x, "round {round}");
             }
-            let kept = Context::current().cache().len_of("capped");
+            let kept = Context::current().cache().len_of("quick_paths::capped");
             assert!(kept <= 1_000, "the cap holds ({kept} kept)");
         }
         for x in (0..5_000u64).rev() {
@@ -367,4 +370,57 @@ fn outputs_stay_exact_through_eviction_and_refills() {
 #[task(cache_for = "1h", cache_validator = all_inputs, max_entries = 1000)]
 fn capped(x: u64) -> u64 {
     x
+}
+
+static RANKED: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "1h", cache_validator = all_inputs, max_entries = 3)]
+fn ranked(x: u64) -> u64 {
+    RANKED.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn an_output_stored_in_a_freed_slot_is_not_the_next_evicted() {
+    isolated(|| {
+        for x in 1..=3 {
+            ranked(x);
+        }
+        // The refresh frees the first slot and stores the new output in it, just
+        // where the clock's hand is; the next insert over the cap must evict an older
+        // output (2, never served since), not the one just stored.
+        ranked::refresh(1);
+        ranked(4);
+        let before = RANKED.load(Ordering::SeqCst);
+        assert_eq!(ranked(1), 1);
+        assert_eq!(RANKED.load(Ordering::SeqCst), before, "1 is still cached");
+        ranked(2);
+        assert_eq!(RANKED.load(Ordering::SeqCst), before + 1, "2 was evicted");
+    });
+}
+
+/// An output whose `Drop` opens a scope and calls a task: evicting it must not find
+/// the thread's context borrowed.
+#[derive(Clone)]
+struct Noisy(u64);
+
+impl Drop for Noisy {
+    fn drop(&mut self) {
+        Context::current().scope(whoami);
+    }
+}
+
+#[task(cache_for = "1h", cache_validator = all_inputs, max_entries = 1)]
+fn noisy(x: u64) -> Noisy {
+    Noisy(x)
+}
+
+#[test]
+fn evicting_an_output_whose_drop_calls_a_task_does_not_panic() {
+    isolated(|| {
+        for x in 0..20 {
+            assert_eq!(noisy(x).0, x);
+        }
+        assert_eq!(Context::current().cache().len_of("quick_paths::noisy"), 1);
+    });
 }

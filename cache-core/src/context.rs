@@ -253,8 +253,8 @@ pub struct Context {
 thread_local! {
     static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
     /// The task whose body runs on this thread in the current context without a
-    /// context of its own (a task with nothing to cache, retry or persist: see
-    /// [`TaskFrame`]). It is the `task` of [`Context::current`]; entering a scope
+    /// context of its own (a task with nothing to retry or persist, outside a flow
+    /// run and a refresh: see [`TaskFrame`]). It is the `task` of [`Context::current`]; entering a scope
     /// clears it until the scope ends, as a scope's context says all there is.
     static TASK: Cell<Option<TaskInfo>> = const { Cell::new(None) };
     /// What the framed tasks whose bodies run here hold (each a [`HeldFrame`]),
@@ -266,8 +266,9 @@ thread_local! {
 
 /// While alive, a framed task (one that runs without a context of its own) holds
 /// `what`: the tasks its body calls see it, as they would see it in a context's
-/// [`Held`] chain, and run without it rather than wait for their caller. Costs no
-/// allocation: the chain is only built when a context is made from it.
+/// [`Held`] chain, and run without it rather than wait for their caller. Entering and
+/// leaving cost no allocation (past the stack's first growth on a thread): the chain is
+/// only built when a context is made from it ([`Context::current`] in the body).
 pub(crate) struct HeldFrame(());
 
 impl HeldFrame {
@@ -750,7 +751,10 @@ pub(crate) struct ScopeGuard {
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        CURRENT.with(|c| *c.borrow_mut() = previous);
+        // The scope's context is dropped once the slot is let go of: dropping it may
+        // drop the last of a cache whose outputs' `Drop` reads the context.
+        let scoped = CURRENT.with(|c| c.replace(previous));
+        drop(scoped);
         TASK.set(self.task);
         FRAME_HELD.set(std::mem::take(&mut self.held));
     }

@@ -516,7 +516,13 @@ struct HeldTarget {
 /// The task up the context's chain that already holds `what` (logged), if one does: the
 /// caller then runs without it rather than wait for itself.
 fn held_by_caller(spec: &TaskSpec, ctx: Option<&Context>, what: &Holding) -> bool {
-    let Some(outer) = crate::context::holder_here(ctx, what) else {
+    runs_without(spec, crate::context::holder_here(ctx, what), what)
+}
+
+/// Whether a call runs without `what` because `holder`, a task up its chain, holds it
+/// (logged).
+fn runs_without(spec: &TaskSpec, holder: Option<&'static str>, what: &Holding) -> bool {
+    let Some(outer) = holder else {
         return false;
     };
     let what = match what {
@@ -597,57 +603,60 @@ where
     /// Which short way, if any, this call can take (see [`output`](Self::output)).
     fn quick(&self) -> Quick<T> {
         let spec = self.spec;
-        Context::with_current(|ctx| {
-            if ctx.is_some_and(|c| c.flow.is_some() || c.refresh) {
-                return Quick::Full;
-            }
-            if let Some(caching) = &self.output_caching {
-                // A target is checked before the cache, and the other validators say
-                // why they refuse: the full path.
-                let exact = spec.cache_for().is_some()
-                    && spec.cache_validator().requires_equal_inputs()
-                    && self.persist.as_ref().is_none_or(|p| p.target.is_none());
-                if !exact {
-                    return Quick::Full;
-                }
-                let Ok(inputs) = self.all_key() else {
-                    return Quick::Full;
-                };
-                let (key, now) = match ctx {
-                    Some(c) => (key_cache_ref(spec, c), c.clock.now_nanos()),
-                    None => (global_key_cache(spec), Clock::system().now_nanos()),
-                };
-                return match (caching.get)(&key, &inputs, now) {
-                    Some(value) => {
-                        tracing::debug!(
-                            task = spec.name(),
-                            state = "Cached",
-                            cache_key = spec.cache_key(),
-                            "cache hit"
-                        );
-                        Quick::Hit(value)
-                    }
-                    None if self.persist.is_none()
-                        && self.input_caching.is_none()
-                        && spec.max_retries() == 0
-                        && spec.trigger().is_plain() =>
-                    {
-                        Quick::Miss(inputs)
-                    }
-                    None => Quick::Full,
-                };
-            }
+        let Some(caching) = &self.output_caching else {
             let plain = spec.cache_for().is_none()
                 && self.persist.is_none()
                 && self.input_caching.is_none()
                 && spec.max_retries() == 0
                 && spec.trigger().is_plain();
-            if plain {
+            let outside =
+                Context::with_current(|ctx| ctx.is_none_or(|c| c.flow.is_none() && !c.refresh));
+            return if plain && outside {
                 Quick::Plain
             } else {
                 Quick::Full
+            };
+        };
+        // A target is checked before the cache, and the other validators say why they
+        // refuse: the full path.
+        let exact = spec.cache_for().is_some()
+            && spec.cache_validator().requires_equal_inputs()
+            && self.persist.as_ref().is_none_or(|p| p.target.is_none());
+        if !exact {
+            return Quick::Full;
+        }
+        // Read from the context and let go of it: hashing and cloning run the caller's
+        // code (`Serialize`, `Clone`), which may read or set the context itself.
+        let found = Context::with_current(|ctx| match ctx {
+            Some(c) if c.flow.is_some() || c.refresh => None,
+            Some(c) => Some((key_cache_ref(spec, c), c.clock.now_nanos())),
+            None => Some((global_key_cache(spec), Clock::system().now_nanos())),
+        });
+        let Some((key, now)) = found else {
+            return Quick::Full;
+        };
+        let Ok(inputs) = self.all_key() else {
+            return Quick::Full;
+        };
+        match (caching.get)(&key, &inputs, now) {
+            Some(value) => {
+                tracing::debug!(
+                    task = spec.name(),
+                    state = "Cached",
+                    cache_key = spec.cache_key(),
+                    "cache hit"
+                );
+                Quick::Hit(value)
             }
-        })
+            None if self.persist.is_none()
+                && self.input_caching.is_none()
+                && spec.max_retries() == 0
+                && spec.trigger().is_plain() =>
+            {
+                Quick::Miss(inputs)
+            }
+            None => Quick::Full,
+        }
     }
 
     /// Runs the body of a task with nothing to cache, retry or persist, and gives its
@@ -681,7 +690,8 @@ where
         classify: Option<fn(&T) -> Option<String>>,
         outcome: std::thread::Result<T>,
     ) -> T {
-        let prepared = Prepared::new(&Context::current());
+        // (The installed context: `Prepared` adds what framed callers hold.)
+        let prepared = Context::with_current(|c| Prepared::new(&c.cloned().unwrap_or_default()));
         let mut attempt = Attempts {
             spec,
             count: 1,
@@ -719,13 +729,10 @@ where
             return self.run_observed(body, false).into_output();
         };
         let validator = spec.cache_validator();
-        enum Found<T> {
-            Hit(T),
-            Wait(Arc<crate::store::Flight>),
-            Run(Arc<KeyCache>, MissReason, Option<crate::store::FlightGuard>),
-        }
-        let (key, reason, flight) = loop {
-            let found = Context::with_current(|ctx| {
+        // What the context says, read and let go of before the cache is touched (an
+        // output dropped there may run any code, a scope or a task call included).
+        let (key, reason, flight, cache, parameters) = loop {
+            let (key, cache, now, parameters, holder) = Context::with_current(|ctx| {
                 let (key, now, parameters) = match ctx {
                     Some(c) => (key_cache_ref(spec, c), c.clock.now_nanos(), c.parameters()),
                     None => (
@@ -734,38 +741,40 @@ where
                         Parameters::none_ref(),
                     ),
                 };
-                // Looked up again the validator's way: an expired output is dropped,
-                // and the miss says why.
-                let reason =
-                    match (caching.find)(&key, &validator, Some(&inputs), None, parameters, now) {
-                        Lookup::Hit(value, _) => {
-                            tracing::debug!(
-                                task = spec.name(),
-                                state = "Cached",
-                                cache_key = spec.cache_key(),
-                                "cache hit"
-                            );
-                            return Found::Hit(value);
-                        }
-                        Lookup::Miss(reason) => reason,
-                    };
-                let flight_id = Holding::Flight(Arc::as_ptr(&key) as usize, inputs);
-                let flight = if held_by_caller(spec, ctx, &flight_id) {
-                    None
-                } else {
-                    match key.join_flight(&inputs) {
-                        Join::Wait(f) => return Found::Wait(f),
-                        Join::Leader(g) => Some(g),
-                        Join::Alone => None,
-                    }
-                };
-                Found::Run(key.into_owned(), reason, flight)
+                let what = Holding::Flight(Arc::as_ptr(&key) as usize, inputs);
+                let holder = crate::context::holder_here(ctx, &what);
+                let cache = ctx.and_then(|c| c.cache.clone());
+                (key.into_owned(), cache, now, parameters.clone(), holder)
             });
-            match found {
-                Found::Hit(value) => return value,
-                Found::Wait(f) => f.wait(),
-                Found::Run(key, reason, flight) => break (key, reason, flight),
-            }
+            // Looked up again the validator's way: an expired output is dropped, and
+            // the miss says why.
+            let reason =
+                match (caching.find)(&key, &validator, Some(&inputs), None, &parameters, now) {
+                    Lookup::Hit(value, _) => {
+                        tracing::debug!(
+                            task = spec.name(),
+                            state = "Cached",
+                            cache_key = spec.cache_key(),
+                            "cache hit"
+                        );
+                        return value;
+                    }
+                    Lookup::Miss(reason) => reason,
+                };
+            let what = Holding::Flight(Arc::as_ptr(&key) as usize, inputs);
+            let flight = if runs_without(spec, holder, &what) {
+                None
+            } else {
+                match key.join_flight(&inputs) {
+                    Join::Wait(f) => {
+                        f.wait();
+                        continue;
+                    }
+                    Join::Leader(g) => Some(g),
+                    Join::Alone => None,
+                }
+            };
+            break (key, reason, flight, cache, parameters);
         };
         let each = match self.each_digest() {
             Ok(d) => d,
@@ -794,14 +803,12 @@ where
                 return Self::framed_failure(spec, self.classify, failed);
             }
         };
-        Context::with_current(|ctx| {
-            let (now, parameters) = match ctx {
-                Some(c) => (c.clock.now(), c.parameters()),
-                None => (Utc::now(), Parameters::none_ref()),
-            };
-            let record = cached_record(spec, &each, parameters, now);
-            keep_output(spec, ctx, &key, caching, record, &value, inputs, now);
-        });
+        let now = Context::with_current(|ctx| ctx.map_or_else(Utc::now, |c| c.clock.now()));
+        let record = cached_record(spec, &each, &parameters, now);
+        let cache = cache
+            .as_deref()
+            .unwrap_or_else(|| crate::store::OutputCache::global());
+        keep_output(spec, cache, &key, caching, record, &value, inputs, now);
         tracing::debug!(
             task = spec.name(),
             state = %StateKind::Success,
@@ -1253,9 +1260,13 @@ where
             }
             _ => None,
         };
-        Context::with_current(|ctx| {
+        // The installed context, cloned: the cache is never touched while the thread's
+        // context is borrowed (an output dropped there may run any code, a scope or a
+        // task call included).
+        let installed = Context::with_current(|c| c.cloned());
+        {
             let default_ctx;
-            let ctx = match ctx {
+            let ctx = match installed.as_ref() {
                 Some(c) => c,
                 None => {
                     default_ctx = Context::default();
@@ -1376,8 +1387,9 @@ where
                             now,
                         ),
                         now,
+                        spec.max_entries(),
                     );
-                    keep_within_budget(spec, Some(ctx), &key);
+                    keep_within_budget(spec, ctx.cache(), &key);
                 }
                 let mut state = State::hit(hit.value, cached, now);
                 state.message = Cow::Owned(format!(
@@ -1432,7 +1444,7 @@ where
                 holding,
                 observed: true,
             }))
-        })
+        }
     }
 
     /// One digest per input, in the spec's order.
@@ -1697,7 +1709,7 @@ impl<'s> Attempts<'s> {
             if let Some(caching) = output_caching {
                 keep_output(
                     spec,
-                    Some(ctx),
+                    ctx.cache(),
                     key,
                     caching,
                     Arc::clone(&record),
@@ -1886,17 +1898,13 @@ pub(crate) async fn in_context<F: Future>(
     .await
 }
 
-/// After an insert: the task's own `max_entries`, then the memory budget of the cache
-/// in force (`ctx`'s, or the process-wide one).
-fn keep_within_budget(spec: &TaskSpec, ctx: Option<&Context>, key: &KeyCache) {
+/// After an insert (which made room in its own key where it could): the task's own
+/// `max_entries`, then the memory budget of `cache`, the cache in force.
+fn keep_within_budget(spec: &TaskSpec, cache: &crate::store::OutputCache, key: &KeyCache) {
     if let Some(max) = spec.max_entries() {
         key.trim_to(max);
     }
-    match ctx {
-        Some(c) => c.cache(),
-        None => crate::store::OutputCache::global(),
-    }
-    .enforce_budget(key);
+    cache.enforce_budget(key);
 }
 
 /// The record of an output computed `now` from inputs with these digests.
@@ -1923,7 +1931,7 @@ fn cached_record(
 #[allow(clippy::too_many_arguments)]
 fn keep_output<T>(
     spec: &TaskSpec,
-    ctx: Option<&Context>,
+    cache: &crate::store::OutputCache,
     key: &KeyCache,
     caching: &OutputCaching<T>,
     record: Arc<Cached>,
@@ -1940,8 +1948,9 @@ fn keep_output<T>(
             instant(now),
         ),
         instant(now),
+        spec.max_entries(),
     );
-    keep_within_budget(spec, ctx, key);
+    keep_within_budget(spec, cache, key);
 }
 
 /// Drops everything cached for `spec`'s key: the outputs in the current context's

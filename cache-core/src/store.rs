@@ -46,8 +46,9 @@ pub(crate) struct Usage {
 /// The most an in-memory output cache may hold: entries, and their approximate size in
 /// bytes. The budget is process-wide and applies to each [`OutputCache`] on its own (the
 /// process-wide one, and any a scope installs). Past either limit, outputs are evicted
-/// from the key that holds the most: the least recently used of a sample of its
-/// outputs (an approximation of LRU, cheaper than keeping an order).
+/// from the key that holds the most, by a clock over its outputs: an output served since
+/// the clock's hand last passed it gets a second chance (an approximation of LRU that
+/// costs a hit nothing but a timestamp).
 ///
 /// The default is 1 000 000 entries and 1 GiB; `TASKCACHE_MEMORY_BUDGET` sets it at
 /// start (`"200000"` entries, or `"200000,512MiB"`), [`set_memory_budget`] at run time.
@@ -170,8 +171,9 @@ impl OutputCache {
     }
 
     /// Evicts least recently used outputs until this cache is within the memory budget:
-    /// from the key that holds the most, each time, and never the output just stored
-    /// under `key` (a key with one output is not emptied for the one it just got).
+    /// from the key that holds the most, each time (a key with one output is not
+    /// emptied for the one it just got; the output just stored is the clock's last
+    /// choice, as the newest output).
     pub(crate) fn enforce_budget(&self, key: &KeyCache) {
         let budget = memory_budget();
         let over = |u: &Usage| {
@@ -249,11 +251,11 @@ pub(crate) struct Entry {
     seen: i64,
 }
 
-/// What an entry costs beyond its output's own size: the entry, its record (with its
-/// digests), the candidate slot, the boxes and reference counts, and the allocator's
-/// share: about 800 bytes in all, as measured from the resident memory of a process
-/// holding 20 000 entries (tests/memory_budget.rs).
-const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + std::mem::size_of::<Cached>() + 480;
+/// What an entry costs beyond its output's own size and its digests (64 bytes each,
+/// added per entry): the slab slot, its record, the table slot, the boxes and the
+/// allocator's share. About 350 bytes in all for a `u64` output of one argument, as a
+/// fresh process holding 1 000 000 of them measures it (VmHWM: `compare`'s memory row).
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + std::mem::size_of::<Cached>() + 56;
 
 impl Entry {
     pub(crate) fn new(
@@ -309,9 +311,9 @@ pub(crate) struct KeyCache {
 /// The candidates of one key: the outputs in a slab, found through a table of their
 /// slots by fingerprint, and evicted by a clock hand that sweeps the slab.
 ///
-/// A table slot is four bytes, so the table stays small enough to sit in the
-/// processor's caches where a table of the outputs themselves would not; a miss that
-/// evicts to make room reuses the slot it freed.
+/// A table slot is eight bytes, so the table stays small enough to sit in the
+/// processor's caches where a table of the outputs themselves would not; an insert
+/// that evicts to make room stores its output in the slot it freed.
 #[derive(Default)]
 struct Candidates {
     /// Slab indexes, each beside the high half of its output's fingerprint, which the
@@ -328,7 +330,8 @@ struct Candidates {
 }
 
 impl Candidates {
-    /// The outputs whose inputs have fingerprint `fp`.
+    /// The outputs whose inputs have fingerprint `fp`, and perhaps a few others whose
+    /// fingerprints share its high half: callers compare the inputs.
     fn with_fingerprint(&self, fp: u64) -> impl Iterator<Item = &Entry> {
         let (hash, high) = table_hash(fp);
         self.table
@@ -351,10 +354,13 @@ impl Candidates {
         self.slots.iter().flatten()
     }
 
-    fn push(&mut self, entry: Entry, seed: &foldhash::fast::RandomState) {
+    fn push(&mut self, mut entry: Entry, seed: &foldhash::fast::RandomState) {
         let fp = fingerprint(seed, &entry.inputs);
         let i = match self.free.pop() {
             Some(i) => {
+                // A freed slot may lie just ahead of the hand: the new output gets the
+                // pass an output appended at the end gets by lying behind every other.
+                entry.seen = entry.used.load(Ordering::Relaxed).saturating_sub(1);
                 self.slots[i as usize] = Some(entry);
                 i
             }
@@ -382,7 +388,7 @@ impl Candidates {
         Some(entry)
     }
 
-    /// Removes the outputs `keep` refuses, and gives them back.
+    /// Removes the outputs `gone` accepts, and gives them back.
     fn remove_where(
         &mut self,
         mut gone: impl FnMut(&Entry) -> bool,
@@ -719,6 +725,7 @@ impl KeyCache {
             .into_iter()
             .filter_map(|i| c.remove(i, &self.seed))
             .collect();
+        c.compact(&self.seed);
         drop(c);
         self.released(&gone);
     }
@@ -730,6 +737,8 @@ impl KeyCache {
         let Some(gone) = c.clock().and_then(|i| c.remove(i, &self.seed)) else {
             return false;
         };
+        // (A budget lowered under a full cache leaves holes that no insert refills.)
+        c.compact(&self.seed);
         drop(c);
         self.released([&gone]);
         true
@@ -747,26 +756,62 @@ impl KeyCache {
         self.released(&gone);
     }
 
-    /// Keeps an output; the expired outputs of the same inputs go, and every expired
-    /// candidate from time to time, so that the cost of pruning stays proportional to
-    /// the number of inserts.
-    pub(crate) fn insert(&self, entry: Entry, now: i128) {
+    /// Keeps an output, and under the same lock: the expired candidates that share its
+    /// slots in the table go, and so does an output it supersedes (of the same inputs,
+    /// flow parameters and type: two are never kept; tasks that share a `cache_key`
+    /// keep one each). When the key must make room first
+    /// (it holds `cap` outputs, or the cache is over its memory budget and this key
+    /// holds at least half of it), the clock evicts before the output is stored, so
+    /// the output just stored is never the one evicted, and it takes the freed slot.
+    /// Every expired candidate goes from time to time, so that the cost of pruning
+    /// stays proportional to the number of inserts.
+    pub(crate) fn insert(&self, entry: Entry, now: i128, cap: Option<usize>) {
         let fp = self.fingerprint(&entry.inputs);
         self.usage.entries.fetch_add(1, Ordering::Relaxed);
         self.usage.bytes.fetch_add(entry.bytes, Ordering::Relaxed);
         let mut c = write(&self.candidates);
-        let expired: Vec<usize> = c
+        let doomed: Vec<usize> = c
             .slots_with_fingerprint(fp)
-            .filter(|&i| c.slots[i].as_ref().is_some_and(|e| e.is_expired(now)))
+            .filter(|&i| {
+                c.slots[i].as_ref().is_some_and(|e| {
+                    e.is_expired(now)
+                        || (e.inputs == entry.inputs
+                            && e.cached.parameters == entry.cached.parameters
+                            && (*e.value).type_id() == (*entry.value).type_id())
+                })
+            })
             .collect();
-        let gone: Vec<Entry> = expired
+        let gone: Vec<Entry> = doomed
             .into_iter()
             .filter_map(|i| c.remove(i, &self.seed))
             .collect();
+        self.released(&gone);
+        let mut evicted = Vec::new();
+        let budget = memory_budget();
+        loop {
+            let capped = cap.is_some_and(|max| c.len >= max.max(1));
+            let over = self.usage.entries.load(Ordering::Relaxed) > budget.max_entries
+                || self.usage.bytes.load(Ordering::Relaxed) > budget.max_bytes;
+            let largest = 2 * c.len >= self.usage.entries.load(Ordering::Relaxed);
+            if !(capped || over && largest) {
+                break;
+            }
+            let Some(one) = c.clock().and_then(|i| c.remove(i, &self.seed)) else {
+                break;
+            };
+            // (Accounted for at once: the budget check above reads the usage.)
+            self.released([&one]);
+            evicted.push(one);
+            if !capped {
+                break;
+            }
+        }
         c.push(entry, &self.seed);
         let sweep = c.len >= c.sweep_at;
+        // (What went is dropped once the lock is released: an output's `Drop` may do
+        // anything, a task call included.)
         drop(c);
-        self.released(&gone);
+        drop((gone, evicted));
         if sweep {
             self.prune_expired(now);
             let mut c = write(&self.candidates);
@@ -979,7 +1024,7 @@ mod tests {
         let (soon, late) = (1_000i128, 1_000_000_000_000i128);
         // 300 outputs that expire soon, 20 that do not.
         for x in 0..320u64 {
-            key.insert(entry(x, if x < 300 { soon } else { late }), 0);
+            key.insert(entry(x, if x < 300 { soon } else { late }), 0, None);
         }
         assert_eq!(key.len(), 320);
         // Pruning leaves 20 of 320 slots filled: the slab is rebuilt without its holes.
@@ -992,7 +1037,7 @@ mod tests {
         }
         // Freed slots are reused, and every output is found by its own inputs.
         for x in 1_000..1_200u64 {
-            key.insert(entry(x, late), soon);
+            key.insert(entry(x, late), soon, None);
         }
         for x in (300..320).chain(1_000..1_200) {
             assert_eq!(key.get_exact::<u64>(&key_of(x), soon), Some(x));
@@ -1011,7 +1056,7 @@ mod tests {
     fn the_clock_gives_an_output_served_since_it_passed_a_second_chance() {
         let key = KeyCache::default();
         for x in 0..4u64 {
-            key.insert(entry(x, i128::MAX), 0);
+            key.insert(entry(x, i128::MAX), 0, None);
         }
         // Output 0 is served after it was stored: the hand passes it once.
         assert_eq!(key.get_exact::<u64>(&key_of(0), 10_000_000), Some(0));
@@ -1025,10 +1070,28 @@ mod tests {
     }
 
     #[test]
+    fn evicting_down_to_a_lower_budget_gives_the_slab_back() {
+        let key = KeyCache::default();
+        for x in 0..10_000u64 {
+            key.insert(entry(x, i128::MAX), 0, None);
+        }
+        key.trim_to(100);
+        assert_eq!(key.len(), 100);
+        assert!(
+            read_shard(&key.candidates).slots.len() <= 400,
+            "holes do not outnumber outputs 3 to 1"
+        );
+        let kept = (0..10_000u64)
+            .filter(|&x| key.get_exact::<u64>(&key_of(x), 0) == Some(x))
+            .count();
+        assert_eq!(kept, 100);
+    }
+
+    #[test]
     fn removing_one_input_leaves_the_others() {
         let key = KeyCache::default();
         for x in 0..50u64 {
-            key.insert(entry(x, i128::MAX), 0);
+            key.insert(entry(x, i128::MAX), 0, None);
         }
         key.remove_inputs(&key_of(7));
         assert_eq!(key.len(), 49);
