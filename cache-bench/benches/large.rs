@@ -6,8 +6,12 @@
 //! `cargo bench -p taskcache-bench --bench large` (set `TASKCACHE_BENCH_MIB` for another size, and
 //! `TASKCACHE_BENCH_DIR` for another disk than the temporary directory's).
 //!
-//! Each figure is the median of 5 runs; peak memory is the process's `VmHWM` after a
-//! reset, divided by the value's size (Linux only).
+//! Each time is the median of 5 runs. Peak memory is measured as a user sees it (Linux
+//! only): each of the four operations (our write, our read, and their `std::fs`
+//! baselines) runs once in a fresh child process of this binary that does nothing
+//! else, which reports the growth of its peak resident memory (`VmHWM`) over the
+//! operation; the figure is that growth divided by the value's size. A writer holds
+//! the value before it writes, so the write figures count the value too.
 
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
@@ -16,8 +20,19 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use taskcache::prelude::{task, LocalResult};
 use taskcache::results::{Location, ResultBackendExt};
+use taskcache_bench::{cpu, field, peak_growth, run_self, status_bytes};
 
 const RUNS: usize = 5;
+
+/// Where the children find the parent's temporary directory.
+const ROOT_ENV: &str = "TASKCACHE_BENCH_ROOT";
+/// What a child does: one of [`CHILDREN`].
+const CHILD_ENV: &str = "TASKCACHE_BENCH_CHILD";
+/// The children's modes: our write and its baseline, our read and its baseline.
+const CHILDREN: [&str; 4] = ["write", "write-fs", "read", "read-fs"];
+/// The file `LocalResult` writes, and the baseline's file, in the temporary directory.
+const OURS: &str = "large.bin";
+const PLAIN: &str = "plain.bin";
 
 /// A task on a byte argument: calling it hashes the argument as every task does.
 #[task(cache_for = "1h", cache_validator = all_inputs)]
@@ -42,28 +57,70 @@ fn time(mut f: impl FnMut()) -> Duration {
     )
 }
 
-/// Resets the peak resident set size, so the next reading covers only what follows.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// The peak resident set size since the last reset, in bytes.
-fn peak() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-fn current() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 fn gib_s(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / (1u64 << 30) as f64
+}
+
+/// The value of every write, parent's and children's alike.
+fn make_value(size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i.wrapping_mul(2654435761)) as u8)
+        .collect()
+}
+
+/// The baseline write: `std::fs` with the durability of ours.
+fn fs_write_sync(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(bytes).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// In a fresh child: one operation on the parent's directory, and the growth of the
+/// peak resident memory over it (`growth=n/a` where there is no `VmHWM`).
+fn child(mode: &str, size: usize) {
+    let root = std::env::var_os(ROOT_ENV).expect("the parent's directory");
+    let root = Path::new(&root);
+    let result = LocalResult::new(root);
+    let at = Location::new(OURS).unwrap();
+    let plain = root.join(PLAIN);
+    let growth = match mode {
+        "write" => {
+            let value = make_value(size);
+            let (growth, written) = peak_growth(|| result.write(&value, &at));
+            written.unwrap();
+            growth
+        }
+        "write-fs" => {
+            let value = make_value(size);
+            peak_growth(|| fs_write_sync(&plain, &value)).0
+        }
+        "read" => {
+            let (growth, back) = peak_growth(|| result.read::<Vec<u8>>(&at).unwrap());
+            assert_eq!(back.len(), size);
+            growth
+        }
+        "read-fs" => {
+            let (growth, back) = peak_growth(|| std::fs::read(&plain).unwrap());
+            assert_eq!(back.len(), size);
+            growth
+        }
+        _ => panic!("unknown {CHILD_ENV}: {mode}"),
+    };
+    if status_bytes("VmHWM:") == 0 {
+        println!("growth=n/a");
+    } else {
+        println!("growth={growth}");
+    }
+}
+
+/// Runs the child `mode` on `root`; the growth it reports, if any.
+fn child_growth(mode: &str, root: &Path, mib: usize) -> Option<u64> {
+    let out = run_self(|c| {
+        c.env(CHILD_ENV, mode)
+            .env(ROOT_ENV, root)
+            .env("TASKCACHE_BENCH_MIB", mib.to_string());
+    });
+    field(&out, "growth=")
 }
 
 fn main() {
@@ -75,27 +132,26 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
     let size = mib << 20;
+    if let Ok(mode) = std::env::var(CHILD_ENV) {
+        return child(&mode, size);
+    }
     let root = match std::env::var_os("TASKCACHE_BENCH_DIR") {
         Some(d) => tempfile::tempdir_in(d).unwrap(),
         None => tempfile::tempdir().unwrap(),
     };
-    let value: Vec<u8> = (0..size)
-        .map(|i| (i.wrapping_mul(2654435761)) as u8)
-        .collect();
+    let value = make_value(size);
     let result = LocalResult::new(root.path());
-    let at = Location::new("large.bin").unwrap();
-    let plain = root.path().join("plain.bin");
+    let at = Location::new(OURS).unwrap();
+    let plain = root.path().join(PLAIN);
     println!(
-        "value: {mib} MiB Vec<u8>, {RUNS} runs each, median; directory on {}",
+        "large values: {} ({}); value: {mib} MiB Vec<u8>, {RUNS} runs each, median; directory on {}",
+        cpu(),
+        chrono::Utc::now().format("%Y-%m-%d"),
         root.path().display()
     );
 
     // Writes.
-    let write_plain = time(|| {
-        let mut f = std::fs::File::create(&plain).unwrap();
-        f.write_all(&value).unwrap();
-        f.sync_all().unwrap();
-    });
+    let write_plain = time(|| fs_write_sync(&plain, &value));
     let write_ours = time(|| {
         result.write(&value, &at).unwrap();
     });
@@ -107,27 +163,23 @@ fn main() {
         black_box(result.read::<Vec<u8>>(&at).unwrap());
     });
 
-    // Peak memory: writing holds the value; reading builds it.
-    reset_peak();
-    let before = current().unwrap_or(0);
-    result.write(&value, &at).unwrap();
-    let write_peak = peak().map(|p| p.saturating_sub(before) + size as u64);
-    drop(value);
-    let baseline = current().unwrap_or(0);
-    reset_peak();
-    let back: Vec<u8> = result.read(&at).unwrap();
-    let read_peak = peak().map(|p| p.saturating_sub(baseline));
-    assert_eq!(back.len(), size);
-
     // Hashing an argument.
     let hash_raw = time(|| {
-        black_box(Sha256::digest(&back));
+        black_box(Sha256::digest(&value));
     });
     // As a task argument is hashed: a byte run in bulk (a hit after the first call).
-    black_box(hashed_argument(&back));
+    black_box(hashed_argument(&value));
     let hash_ours = time(|| {
-        black_box(hashed_argument(&back));
+        black_box(hashed_argument(&value));
     });
+    drop(value);
+
+    // Peak memory, each operation in a fresh child: the writes first, then the reads
+    // of the files they leave (writing holds the value; reading builds it).
+    let [write_peak, write_fs_peak, read_peak, read_fs_peak] =
+        CHILDREN.map(|mode| child_growth(mode, root.path(), mib));
+    let held = |p: Option<u64>| p.map(|p| p + size as u64);
+    let (write_peak, write_fs_peak) = (held(write_peak), held(write_fs_peak));
 
     let row = |name: &str, ours: Duration, base: Duration, base_name: &str| {
         println!(
@@ -158,12 +210,13 @@ fn main() {
         })
     };
     println!(
-        "peak memory while writing: {} of the value",
-        ratio(write_peak)
+        "peak memory while writing: {} of the value (counting the value, resident before the write), fs::write + sync_all: {}",
+        ratio(write_peak),
+        ratio(write_fs_peak)
     );
     println!(
-        "peak memory while reading: {} of the value",
-        ratio(read_peak)
+        "peak memory while reading: {} of the value, fs::read: {}",
+        ratio(read_peak),
+        ratio(read_fs_peak)
     );
-    let _ = Path::new(".");
 }
