@@ -187,9 +187,11 @@
 //! serialization into the hasher ([`hash_input`]). The digest depends on the value alone:
 //! the same in every process and on every platform, and equal for equal maps whatever
 //! their iteration order. A `Cached` state records one digest per argument (what
-//! `partial_inputs_only` compares); an `all_inputs` lookup hashes all the arguments into
-//! one digest instead, so a hit costs one SHA-256. A `HashSet` hashes in its iteration
-//! order (serde sends sets as sequences): use a `BTreeSet` for a set argument.
+//! `partial_inputs_only` compares); an `all_inputs` lookup looks all the arguments up
+//! together: by their encoding itself when it is short (no SHA-256 on a hit), else by
+//! its one digest. Byte arguments (`Vec<u8>`, `[u8]`) are hashed in bulk
+//! ([`hash_bytes`], the same digest). A `HashSet` hashes in its iteration order (serde
+//! sends sets as sequences): use a `BTreeSet` for a set argument.
 //!
 //! # Retries
 //!
