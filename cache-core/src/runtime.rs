@@ -202,6 +202,9 @@ pub struct TaskRun<'s, I, T, H> {
     output_caching: Option<OutputCaching<T>>,
     input_caching: Option<InputCaching<I>>,
     persist: Option<PersistConfig<'s, I, T>>,
+    /// The key of all the inputs, once [`quick`](Self::quick) has made it: the full
+    /// way does not hash them again.
+    known_key: Option<InputKey>,
 }
 
 impl<'s, I> TaskRun<'s, I, (), ()> {
@@ -215,6 +218,7 @@ impl<'s, I> TaskRun<'s, I, (), ()> {
             output_caching: None,
             input_caching: None,
             persist: None,
+            known_key: None,
         }
     }
 }
@@ -234,6 +238,7 @@ impl<'s, I, T, H> TaskRun<'s, I, T, H> {
             output_caching: self.output_caching,
             input_caching: self.input_caching,
             persist: self.persist,
+            known_key: None,
         }
     }
 
@@ -423,8 +428,8 @@ enum Quick<T> {
     /// Not in memory for exactly these inputs, for a task that caches in memory only
     /// and has nothing to retry: the lean way ([`TaskRun::run_lean_miss`]).
     Miss(InputKey),
-    /// The full way.
-    Full,
+    /// The full way (with the key of all the inputs when it was made on the way).
+    Full(Option<InputKey>),
 }
 
 /// What the cache check decided.
@@ -587,7 +592,11 @@ where
             Quick::Hit(value) => value,
             Quick::Plain => self.run_plain(body),
             Quick::Miss(inputs) => self.run_lean_miss(inputs, body),
-            Quick::Full => self.run_observed(body, false).into_output(),
+            Quick::Full(key) => {
+                let mut run = self;
+                run.known_key = key;
+                run.run_observed(body, false).into_output()
+            }
         }
     }
 
@@ -614,7 +623,7 @@ where
             return if plain && outside {
                 Quick::Plain
             } else {
-                Quick::Full
+                Quick::Full(None)
             };
         };
         // A target is checked before the cache, and the other validators say why they
@@ -623,7 +632,7 @@ where
             && spec.cache_validator().requires_equal_inputs()
             && self.persist.as_ref().is_none_or(|p| p.target.is_none());
         if !exact {
-            return Quick::Full;
+            return Quick::Full(None);
         }
         // Read from the context and let go of it: hashing and cloning run the caller's
         // code (`Serialize`, `Clone`), which may read or set the context itself.
@@ -633,10 +642,10 @@ where
             None => Some((global_key_cache(spec), Clock::system().now_nanos())),
         });
         let Some((key, now)) = found else {
-            return Quick::Full;
+            return Quick::Full(None);
         };
         let Ok(inputs) = self.all_key() else {
-            return Quick::Full;
+            return Quick::Full(None);
         };
         match (caching.get)(&key, &inputs, now) {
             Some(value) => {
@@ -655,7 +664,7 @@ where
             {
                 Quick::Miss(inputs)
             }
-            None => Quick::Full,
+            None => Quick::Full(Some(inputs)),
         }
     }
 
@@ -1456,6 +1465,9 @@ where
 
     /// The key of all the inputs together (their digest, or their short encoding).
     fn all_key(&self) -> Result<InputKey, HashError> {
+        if let Some(key) = self.known_key {
+            return Ok(key);
+        }
         let mut hasher = InputHasher::all();
         (self.hash)(&self.inputs, &mut hasher)?;
         Ok(hasher.into_key())
@@ -1920,7 +1932,7 @@ fn cached_record(
             .cache_for()
             .and_then(|c| TimeDelta::from_std(c).ok())
             .and_then(|d| now.checked_add_signed(d)),
-        hashed_inputs: HashedInputs::new(spec.inputs(), digests.to_vec()),
+        hashed_inputs: HashedInputs::copied(spec.inputs(), digests),
         parameters: parameters.clone(),
         cache_key: Cow::Borrowed(spec.cache_key()),
         created: now,

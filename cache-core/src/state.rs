@@ -61,8 +61,34 @@ impl fmt::Display for StateKind {
 #[derive(Clone, PartialEq, Eq)]
 pub struct HashedInputs<'a> {
     names: &'static [&'static str],
-    digests: Cow<'a, [InputDigest]>,
+    digests: Digests<'a>,
 }
+
+/// The digests of [`HashedInputs`]: borrowed, or owned, the first two kept inline (a
+/// record of a task of one or two arguments is one allocation, not two).
+#[derive(Clone)]
+enum Digests<'a> {
+    Borrowed(&'a [InputDigest]),
+    Owned(smallvec::SmallVec<[InputDigest; 2]>),
+}
+
+impl std::ops::Deref for Digests<'_> {
+    type Target = [InputDigest];
+    fn deref(&self) -> &[InputDigest] {
+        match self {
+            Digests::Borrowed(d) => d,
+            Digests::Owned(d) => d,
+        }
+    }
+}
+
+impl PartialEq for Digests<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for Digests<'_> {}
 
 impl<'a> HashedInputs<'a> {
     /// Pairs argument names with their digests, in the task's argument order.
@@ -70,16 +96,32 @@ impl<'a> HashedInputs<'a> {
     /// # Panics
     /// If the two slices differ in length.
     pub fn new(names: &'static [&'static str], digests: impl Into<Cow<'a, [InputDigest]>>) -> Self {
-        let digests = digests.into();
+        let digests = match digests.into() {
+            Cow::Borrowed(d) => Digests::Borrowed(d),
+            Cow::Owned(d) => Digests::Owned(smallvec::SmallVec::from_vec(d)),
+        };
         assert_eq!(names.len(), digests.len(), "one digest per input name");
         HashedInputs { names, digests }
+    }
+
+    /// Owned inputs copied from `digests` (one allocation fewer than going through a
+    /// `Vec` for up to two arguments).
+    pub(crate) fn copied(
+        names: &'static [&'static str],
+        digests: &[InputDigest],
+    ) -> HashedInputs<'static> {
+        assert_eq!(names.len(), digests.len(), "one digest per input name");
+        HashedInputs {
+            names,
+            digests: Digests::Owned(smallvec::SmallVec::from_slice(digests)),
+        }
     }
 
     /// The inputs of a task that takes no arguments.
     pub const fn empty() -> HashedInputs<'static> {
         HashedInputs {
             names: &[],
-            digests: Cow::Borrowed(&[]),
+            digests: Digests::Borrowed(&[]),
         }
     }
 
@@ -110,7 +152,7 @@ impl<'a> HashedInputs<'a> {
     pub fn into_owned(self) -> HashedInputs<'static> {
         HashedInputs {
             names: self.names,
-            digests: Cow::Owned(self.digests.into_owned()),
+            digests: Digests::Owned(smallvec::SmallVec::from_slice(&self.digests)),
         }
     }
 
