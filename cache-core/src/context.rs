@@ -184,7 +184,8 @@ impl ManualClock {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TaskInfo {
     pub(crate) name: &'static str,
-    /// `{task_version}`: the code fingerprint's first 12 hex digits, or `cache_version`.
+    /// The task's code version (`sha256:…` or its `cache_version`): `{task_version}`
+    /// renders it shortened ([`crate::task::task_version_of`]).
     pub(crate) version: &'static str,
     pub(crate) run_count: u32,
 }
@@ -631,7 +632,7 @@ impl Context {
             "flow_run_id" => self.flow_run_id()?.to_owned(),
             "scheduled_start_time" => self.scheduled_start_time()?.to_rfc3339(),
             "task_name" => self.task_name()?.to_owned(),
-            "task_version" => self.task.as_ref()?.version.to_owned(),
+            "task_version" => crate::task::task_version_of(self.task.as_ref()?.version).to_owned(),
             "task_full_name" => self.task_full_name()?,
             "task_run_count" => self.task_run_count().to_string(),
             "map_index" => self.map_index?.to_string(),

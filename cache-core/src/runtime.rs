@@ -587,10 +587,12 @@ where
     /// one: a hit in memory on exactly these inputs, and a call of a task with nothing
     /// to cache, retry or persist, outside a flow run and a refresh, return straight
     /// away (with the same log events).
+    #[inline]
     pub fn output(self, body: impl FnMut(I) -> T) -> T {
         match self.quick() {
             Quick::Hit(value) => value,
-            Quick::Plain => self.run_plain(body),
+            // (The fields, not the whole call, are moved on: a plain call is a few ns.)
+            Quick::Plain => Self::run_plain(self.spec, self.classify, self.inputs, body),
             Quick::Miss(inputs) => self.run_lean_miss(inputs, body),
             Quick::Full(key) => {
                 let mut run = self;
@@ -602,6 +604,7 @@ where
 
     /// [`run`](Self::run) or [`output`](Self::output), as `ending` says: the one body
     /// of a task serves both its `run` and the task's function.
+    #[inline]
     pub fn end(self, ending: Ending, body: impl FnMut(I) -> T) -> Ended<T> {
         match ending {
             Ending::State => Ended::State(self.run(body)),
@@ -673,22 +676,25 @@ where
     /// (a [`TaskFrame`], not a context of its own: the caller's has no flow and no
     /// refresh, and this task holds nothing). A failure goes the full way to its final
     /// state, logged as [`run`](Self::run) logs it.
-    fn run_plain(self, mut body: impl FnMut(I) -> T) -> T {
-        let spec = self.spec;
-        let inputs = self.inputs;
+    fn run_plain(
+        spec: &TaskSpec,
+        classify: Option<fn(&T) -> Option<String>>,
+        inputs: I,
+        mut body: impl FnMut(I) -> T,
+    ) -> T {
         let frame = TaskFrame::enter(TaskInfo {
             name: spec.name(),
-            version: spec.task_version(),
+            version: spec.code_version(),
             run_count: 1,
         });
         let outcome = catch_unwind(AssertUnwindSafe(|| body(inputs)));
         drop(frame);
         match outcome {
-            Ok(value) if self.classify.is_none_or(|c| c(&value).is_none()) => {
+            Ok(value) if classify.is_none_or(|c| c(&value).is_none()) => {
                 tracing::debug!(task = spec.name(), state = %StateKind::Success, run_count = 1, "task ran");
                 value
             }
-            failed => Self::framed_failure(spec, self.classify, failed),
+            failed => Self::framed_failure(spec, classify, failed),
         }
     }
 
@@ -790,12 +796,12 @@ where
             Err(e) => {
                 tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the output is not cached");
                 drop(flight);
-                return self.run_plain(body);
+                return Self::run_plain(spec, self.classify, self.inputs, body);
             }
         };
         let frame = TaskFrame::enter(TaskInfo {
             name: spec.name(),
-            version: spec.task_version(),
+            version: spec.code_version(),
             run_count: 1,
         });
         let held = flight
@@ -1170,7 +1176,7 @@ where
         let mut task_ctx = ctx.clone();
         task_ctx.task = Some(TaskInfo {
             name: spec.name(),
-            version: spec.task_version(),
+            version: spec.code_version(),
             run_count: 1,
         });
         let values = RenderValues::new(&task_ctx, &p.inputs, spec.inputs());
@@ -1253,7 +1259,7 @@ where
             let mut task_ctx = Context::current();
             task_ctx.task = Some(TaskInfo {
                 name: self.spec.name(),
-                version: self.spec.task_version(),
+                version: self.spec.code_version(),
                 run_count: 1,
             });
             return task_ctx.scope(|| self.check_in_context());
@@ -1470,7 +1476,7 @@ where
         }
         let mut hasher = InputHasher::all();
         (self.hash)(&self.inputs, &mut hasher)?;
-        Ok(hasher.into_key())
+        Ok(hasher.key())
     }
 
     /// Both, or `None` (logged) when the inputs cannot be hashed.
@@ -1634,7 +1640,7 @@ impl<'s> Attempts<'s> {
         let mut task_ctx = ctx.clone();
         task_ctx.task = Some(TaskInfo {
             name: self.spec.name(),
-            version: self.spec.task_version(),
+            version: self.spec.code_version(),
             run_count: self.count,
         });
         // A refresh is for this call: the tasks its body calls use their caches.
@@ -1778,7 +1784,7 @@ fn checkpoint<I, T>(
                 let mut task_ctx = prepared.ctx.clone();
                 task_ctx.task = Some(TaskInfo {
                     name: spec.name(),
-                    version: spec.task_version(),
+                    version: spec.code_version(),
                     run_count: state.run_count,
                 });
                 RenderValues::new(&task_ctx, &p.inputs, spec.inputs()).render(spec.name(), template)

@@ -1003,7 +1003,7 @@ mod tests {
     fn key_of(x: u64) -> InputKey {
         let mut h = InputHasher::all();
         h.input(&x).unwrap();
-        h.into_key()
+        h.key()
     }
 
     /// An entry of `x` (its value is `x` too) that expires at `expires` (nanoseconds).

@@ -91,11 +91,7 @@ impl TaskSpec {
     /// What `{task_version}` renders: the code fingerprint's first 12 hex digits, or
     /// the `cache_version` as written.
     pub fn task_version(&self) -> &'static str {
-        let v = self.code_version;
-        match v.strip_prefix("sha256:") {
-            Some(hex) => hex.get(..12).unwrap_or(hex),
-            None => v,
-        }
+        task_version_of(self.code_version)
     }
 
     /// When the task may run (`trigger = manual_only`, …).
@@ -221,6 +217,15 @@ pub enum Trigger {
     /// run ends `Paused`. `taskcache::resume(run_id).approve("task")` runs it, with the
     /// persisted inputs, and the flow run goes on from there.
     ManualOnly,
+}
+
+/// What `{task_version}` renders for a code version: a fingerprint's first 12 hex
+/// digits, or a `cache_version` as it is.
+pub(crate) fn task_version_of(code_version: &'static str) -> &'static str {
+    match code_version.strip_prefix("sha256:") {
+        Some(hex) => hex.get(..12).unwrap_or(hex),
+        None => code_version,
+    }
 }
 
 impl Trigger {
