@@ -636,7 +636,13 @@ fn main() {
     };
     for &size in sizes {
         let value: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
-        let runs = if size >= 64 << 20 { 5 } else { 11 };
+        // (A 1 MiB hash lasts under a millisecond: more samples, so that one preempted
+        // sample does not move the median.)
+        let runs = match size {
+            s if s >= 64 << 20 => 5,
+            s if s >= 16 << 20 => 11,
+            _ => 51,
+        };
         let base = per_run(runs, || {
             black_box(Sha256::digest(&value));
         });
