@@ -1738,19 +1738,9 @@ impl<'s> Attempts<'s> {
             }
             cached = Some(record);
         }
-        let mut state = State {
-            kind: StateKind::Success,
-            message: Cow::Borrowed("Task run succeeded."),
-            output: Output::Value(value),
-            cached,
-            run_count: self.count,
-            timestamp: to_nanos(now),
-            previous: self.history.take().unwrap_or_default(),
-            location: None,
-            persist_error: None,
-            digest: None,
-            miss: None,
-        };
+        let mut state = State::success(value, self.count, now);
+        state.cached = cached;
+        state.previous = self.history.take().unwrap_or_default();
         if let (Some(p), true) = (persist, prepared.persist) {
             checkpoint(spec, p, prepared, &mut state);
         }

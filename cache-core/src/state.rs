@@ -284,53 +284,61 @@ pub(crate) enum Output<T> {
 }
 
 impl<T> State<T> {
-    pub(crate) fn hit(value: T, cached: Arc<Cached>, now: i128) -> Self {
+    /// A state with nothing known beyond its kind, message and output: what the
+    /// constructors below start from.
+    fn bare(
+        kind: StateKind,
+        message: Cow<'static, str>,
+        output: Output<T>,
+        run_count: u32,
+        timestamp: i64,
+    ) -> Self {
         State {
-            kind: StateKind::Cached,
-            message: Cow::Borrowed("Cache hit: a valid cached output was used."),
-            output: Output::Value(value),
-            cached: Some(cached),
-            run_count: 0,
-            timestamp: crate::context::saturate(now),
+            kind,
+            message,
+            output,
+            cached: None,
+            run_count,
+            timestamp,
             previous: Vec::new(),
             location: None,
             persist_error: None,
             digest: None,
             miss: None,
         }
+    }
+
+    pub(crate) fn hit(value: T, cached: Arc<Cached>, now: i128) -> Self {
+        let mut state = State::bare(
+            StateKind::Cached,
+            Cow::Borrowed("Cache hit: a valid cached output was used."),
+            Output::Value(value),
+            0,
+            crate::context::saturate(now),
+        );
+        state.cached = Some(cached);
+        state
     }
 
     /// A successful run's state, with nothing more known of it.
     pub(crate) fn success(value: T, run_count: u32, now: DateTime<Utc>) -> Self {
-        State {
-            kind: StateKind::Success,
-            message: Cow::Borrowed("Task run succeeded."),
-            output: Output::Value(value),
-            cached: None,
+        State::bare(
+            StateKind::Success,
+            Cow::Borrowed("Task run succeeded."),
+            Output::Value(value),
             run_count,
-            timestamp: crate::context::to_nanos(now),
-            previous: Vec::new(),
-            location: None,
-            persist_error: None,
-            digest: None,
-            miss: None,
-        }
+            crate::context::to_nanos(now),
+        )
     }
 
     pub(crate) fn failed(failure: Failure<T>, message: String, now: DateTime<Utc>) -> Self {
-        State {
-            kind: StateKind::Failed,
-            message: Cow::Owned(message),
-            output: Output::Failed(failure),
-            cached: None,
-            run_count: 0,
-            timestamp: crate::context::to_nanos(now),
-            previous: Vec::new(),
-            location: None,
-            persist_error: None,
-            digest: None,
-            miss: None,
-        }
+        State::bare(
+            StateKind::Failed,
+            Cow::Owned(message),
+            Output::Failed(failure),
+            0,
+            crate::context::to_nanos(now),
+        )
     }
 
     /// Where the output was read from (a target or persisted cache hit) or checkpointed
