@@ -691,8 +691,10 @@ impl KeyCache {
 
     fn with_usage(usage: Arc<Usage>) -> Self {
         KeyCache {
+            candidates: ShardedLock::default(),
+            flights: Mutex::default(),
             usage,
-            ..KeyCache::default()
+            seed: foldhash::fast::RandomState::default(),
         }
     }
 
