@@ -11,7 +11,8 @@ use crate::context::Context;
 use crate::hash::InputDigest;
 use crate::parameters::{Parameter, Parameters};
 use crate::result::{
-    Location, LocationLock, PayloadDigest, ResultBackend, ResultBackendExt, ResultError,
+    AsyncResultBackend, BoxFuture, Encoded, Fetched, Location, LocationLock, PayloadDigest,
+    ResultBackend, ResultBackendExt, ResultError, TypedSlot, Value, ValueType,
 };
 use crate::state::{Cached, HashedInputs};
 use crate::task::TaskSpec;
@@ -58,6 +59,12 @@ pub struct PersistOps<T> {
     read: fn(&dyn ResultBackend, &Location, Option<&PayloadDigest>) -> Result<T, ResultError>,
     write: fn(&dyn ResultBackend, &T, &Location) -> Result<PayloadDigest, ResultError>,
     is_none: fn(&T) -> bool,
+    /// The stored type (`T`, or the `T` of a `Result<T, E>`), for a fetch.
+    stored: fn() -> ValueType,
+    /// Decodes what an async backend fetched.
+    decode: fn(&dyn AsyncResultBackend, Fetched, &Location) -> Result<T, ResultError>,
+    /// Encodes a value for an async backend to store.
+    encode: fn(&dyn AsyncResultBackend, &T, &Location) -> Result<Encoded, ResultError>,
 }
 
 impl<T> Clone for PersistOps<T> {
@@ -75,6 +82,9 @@ impl<T: Serialize + DeserializeOwned + 'static> PersistOps<T> {
             read: |b, l, p| b.read_pinned::<T>(l, p),
             write: |b, v, l| b.write(v, l),
             is_none: is_none::<T>,
+            stored: ValueType::of::<T>,
+            decode: decode_fetched::<T>,
+            encode: |b, v, l| b.encode(Value::of(v), l),
         }
     }
 }
@@ -88,17 +98,49 @@ impl<T: Serialize + DeserializeOwned + 'static, E> PersistOps<Result<T, E>> {
             read: |b, l, p| b.read_pinned::<T>(l, p).map(Ok),
             write: |b, v, l| match v {
                 Ok(t) => b.write(t, l),
-                Err(_) => Err(ResultError::Serialize {
-                    path: std::path::PathBuf::from(l.as_str()),
-                    serializer: "taskcache",
-                    source: crate::result::SerializeError(
-                        "an `Err` is a failure and is never written".into(),
-                    ),
-                }),
+                Err(_) => Err(err_never_written(l)),
             },
             is_none: |v| v.as_ref().is_ok_and(is_none::<T>),
+            stored: ValueType::of::<T>,
+            decode: |b, f, l| decode_fetched::<T>(b, f, l).map(Ok),
+            encode: |b, v, l| match v {
+                Ok(t) => b.encode(Value::of(t), l),
+                Err(_) => Err(err_never_written(l)),
+            },
         }
     }
+}
+
+/// The error of writing an `Err`, which is a failure and never written.
+fn err_never_written(l: &Location) -> ResultError {
+    ResultError::Serialize {
+        path: std::path::PathBuf::from(l.as_str()),
+        serializer: "taskcache",
+        source: crate::result::SerializeError("an `Err` is a failure and is never written".into()),
+    }
+}
+
+/// Decodes a `T` an async backend fetched.
+fn decode_fetched<T: DeserializeOwned + 'static>(
+    backend: &dyn AsyncResultBackend,
+    fetched: Fetched,
+    location: &Location,
+) -> Result<T, ResultError> {
+    let mut slot = TypedSlot::<T>(None);
+    backend.decode(fetched, &mut slot)?;
+    slot.0.ok_or_else(|| ResultError::Corrupt {
+        path: std::path::PathBuf::from(location.as_str()),
+        reason: "the backend produced no value".into(),
+    })
+}
+
+/// How a task run does its result I/O: blocking calls (a sync task, or a backend whose
+/// calls are local), or, for an async task, the futures of a backend whose calls wait
+/// on a network ([`ResultBackend::as_async`]), so that its executor is never blocked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Io {
+    Blocking,
+    Async,
 }
 
 impl<T> Backend<'_, T> {
@@ -152,6 +194,98 @@ impl<T> Backend<'_, T> {
     /// Whether `value` is `None`, which is never stored (see [`is_none`]).
     pub(crate) fn is_none(&self, value: &T) -> bool {
         (self.ops.is_none)(value)
+    }
+
+    /// The backend's futures, when `io` asks for them and it has them.
+    fn nonblocking(&self, io: Io) -> Option<&dyn AsyncResultBackend> {
+        match io {
+            Io::Blocking => None,
+            Io::Async => self.backend.as_async(),
+        }
+    }
+
+    /// [`read_pinned`](Self::read_pinned), the `io` way.
+    pub(crate) async fn read_io(
+        &self,
+        io: Io,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+    ) -> Result<T, ResultError> {
+        match self.nonblocking(io) {
+            None => self.read_pinned(location, pinned),
+            Some(b) => {
+                let fetched = b.fetch(location, pinned, (self.ops.stored)()).await?;
+                (self.ops.decode)(b, fetched, location)
+            }
+        }
+    }
+
+    /// [`write`](Self::write), the `io` way: the value is encoded (or written, the
+    /// blocking way) before this returns, so that the future does not hold it.
+    pub(crate) fn write_io(
+        &self,
+        io: Io,
+        value: &T,
+        location: &Location,
+    ) -> BoxFuture<'static, Result<PayloadDigest, ResultError>> {
+        match self.nonblocking(io) {
+            None => Box::pin(std::future::ready(self.write(value, location))),
+            Some(b) => match (self.ops.encode)(b, value, location) {
+                Ok(encoded) => b.store(encoded, location),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            },
+        }
+    }
+
+    /// [`lock`](Self::lock), the `io` way.
+    pub(crate) async fn lock_io(
+        &self,
+        io: Io,
+        location: &Location,
+    ) -> Result<LocationLock, ResultError> {
+        match self.nonblocking(io) {
+            None => self.lock(location),
+            Some(b) => b.lock(location).await,
+        }
+    }
+
+    async fn remove_record_io(&self, io: Io, key: &str, id: &str) -> Result<(), ResultError> {
+        match self.nonblocking(io) {
+            None => self.remove_record(key, id),
+            Some(b) => b.remove_record(key, id).await,
+        }
+    }
+
+    async fn put_record_io(
+        &self,
+        io: Io,
+        key: &str,
+        id: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), ResultError> {
+        match self.nonblocking(io) {
+            None => self.put_record(key, id, &bytes),
+            Some(b) => b.put_record(key, id, bytes).await,
+        }
+    }
+
+    async fn get_record_io(
+        &self,
+        io: Io,
+        key: &str,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, ResultError> {
+        match self.nonblocking(io) {
+            None => self.get_record(key, id),
+            Some(b) => b.get_record(key, id).await,
+        }
+    }
+
+    async fn list_records_io(&self, io: Io, key: &str) -> Result<Vec<String>, ResultError> {
+        match self.nonblocking(io) {
+            None => self.list_records(key),
+            Some(b) => b.list_records(key).await,
+        }
     }
 }
 
@@ -387,13 +521,14 @@ pub(crate) fn render(
 /// Reads a value at `location` (only the payload `pinned`, when given), treating a
 /// damaged, foreign or replaced file as absent (with a warning): the task then
 /// recomputes and overwrites it.
-pub(crate) fn read_valid<T>(
+pub(crate) async fn read_valid<T>(
+    io: Io,
     backend: &Backend<'_, T>,
     task: &'static str,
     location: &Location,
     pinned: Option<&PayloadDigest>,
 ) -> Option<T> {
-    match backend.read_pinned(location, pinned) {
+    match backend.read_io(io, location, pinned).await {
         Ok(v) => Some(v),
         Err(ResultError::NotFound { .. }) => None,
         Err(e) => {
@@ -409,12 +544,13 @@ pub(crate) fn read_valid<T>(
 }
 
 /// Takes the backend's lock on `location`, or logs why it could not.
-pub(crate) fn lock<T>(
+pub(crate) async fn lock<T>(
+    io: Io,
     backend: &Backend<'_, T>,
     task: &'static str,
     location: &Location,
 ) -> Option<LocationLock> {
-    match backend.lock(location) {
+    match backend.lock_io(io, location).await {
         Ok(l) => Some(l),
         Err(e) => {
             tracing::warn!(task, location = %location, error = %e, "cannot lock the target; running without the lock");
@@ -683,9 +819,9 @@ pub(crate) fn record_lock_location(key: &str, all_inputs: &InputDigest) -> Locat
 
 /// Removes every persisted cache record under `spec`'s key (a refresh under a validator
 /// that accepts other inputs' outputs: the refreshed output must be the one served).
-pub(crate) fn remove_records<T>(backend: &Backend<'_, T>, spec: &TaskSpec) {
+pub(crate) async fn remove_records<T>(io: Io, backend: &Backend<'_, T>, spec: &TaskSpec) {
     let key = spec.cache_key();
-    let ids = match backend.list_records(key) {
+    let ids = match backend.list_records_io(io, key).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::warn!(task = spec.name(), error = %e, "cannot list the persisted cache records to replace them");
@@ -693,14 +829,15 @@ pub(crate) fn remove_records<T>(backend: &Backend<'_, T>, spec: &TaskSpec) {
         }
     };
     for id in ids {
-        if let Err(e) = backend.remove_record(key, &id) {
+        if let Err(e) = backend.remove_record_io(io, key, &id).await {
             tracing::warn!(task = spec.name(), record = %id, error = %e, "cannot remove a persisted cache record");
         }
     }
 }
 
 /// Writes the record of a cached output at `location`.
-pub(crate) fn put_record<T>(
+pub(crate) async fn put_record<T>(
+    io: Io,
     backend: &Backend<'_, T>,
     spec: &TaskSpec,
     cached: &Cached,
@@ -731,7 +868,8 @@ pub(crate) fn put_record<T>(
     };
     let bytes = serde_json::to_vec(&record).expect("a record is plain data");
     backend
-        .put_record(&cached.cache_key, &record_id(all_inputs), &bytes)
+        .put_record_io(io, &cached.cache_key, &record_id(all_inputs), bytes)
+        .await
         .map_err(|source| PersistError::Backend {
             task,
             backend: backend.describe(),
@@ -750,7 +888,8 @@ pub(crate) struct RecordHit<T> {
 /// (by id), then, when the validator accepts other inputs' outputs, the key's other
 /// records.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn record_hit<T>(
+pub(crate) async fn record_hit<T>(
+    io: Io,
     backend: &Backend<'_, T>,
     spec: &TaskSpec,
     validator: &CacheValidator,
@@ -759,38 +898,89 @@ pub(crate) fn record_hit<T>(
     parameters: &Parameters,
     now: DateTime<Utc>,
 ) -> Option<RecordHit<T>> {
-    let (task, key, names) = (spec.name(), spec.cache_key(), spec.inputs());
-    let inputs = HashedInputs::new(names, digests);
-    // A record that can never serve again (damaged, of another version or key, expired)
-    // is removed, so that records do not pile up and later lookups do not read it again.
-    // (Removing one that another process has just replaced loses that entry: a miss
-    // later, never a wrong value.)
-    let discard = |id: &str| {
-        if let Err(e) = backend.remove_record(key, id) {
-            tracing::debug!(task, cache_key = key, record = %id, error = %e, "cannot remove a spent cache record");
+    let inputs = HashedInputs::new(spec.inputs(), digests);
+    let lookup = RecordLookup {
+        io,
+        backend,
+        spec,
+        validator,
+        inputs: &inputs,
+        parameters,
+        now,
+    };
+    // The record of these very inputs first: under `all_inputs` the only candidate;
+    // under any other validator the likeliest valid one, found without listing the
+    // key's records (a directory listing costs more than the lookup itself).
+    let own = record_id(all_inputs);
+    if let Some(hit) = lookup.try_record(&own).await {
+        return Some(hit);
+    }
+    if validator.requires_equal_inputs() {
+        return None;
+    }
+    let key = spec.cache_key();
+    let ids = match backend.list_records_io(io, key).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(task = spec.name(), cache_key = key, error = %e, "cannot list persisted cache records");
+            return None;
         }
     };
-    let try_record = |id: &str| -> Option<RecordHit<T>> {
-        let bytes = match backend.get_record(key, id) {
+    for id in ids.iter().filter(|id| **id != own) {
+        if let Some(hit) = lookup.try_record(id).await {
+            return Some(hit);
+        }
+    }
+    None
+}
+
+/// What one lookup of persisted records compares them with.
+struct RecordLookup<'a, 'b, T> {
+    io: Io,
+    backend: &'a Backend<'b, T>,
+    spec: &'a TaskSpec,
+    validator: &'a CacheValidator,
+    inputs: &'a HashedInputs<'a>,
+    parameters: &'a Parameters,
+    now: DateTime<Utc>,
+}
+
+impl<T> RecordLookup<'_, '_, T> {
+    /// Removes a record that can never serve again (damaged, of another version or
+    /// key, expired), so that records do not pile up and later lookups do not read it
+    /// again. (Removing one that another process has just replaced loses that entry: a
+    /// miss later, never a wrong value.)
+    async fn discard(&self, id: &str) {
+        let key = self.spec.cache_key();
+        if let Err(e) = self.backend.remove_record_io(self.io, key, id).await {
+            tracing::debug!(task = self.spec.name(), cache_key = key, record = %id, error = %e, "cannot remove a spent cache record");
+        }
+    }
+
+    /// The output the record `id` describes, when the validator accepts the record and
+    /// the output reads back as the one recorded.
+    async fn try_record(&self, id: &str) -> Option<RecordHit<T>> {
+        let (task, key, names) = (self.spec.name(), self.spec.cache_key(), self.spec.inputs());
+        let bytes = match self.backend.get_record_io(self.io, key, id).await {
             Ok(Some(b)) => b,
             Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(task, cache_key = key, record = %id, error = %e, "cannot read a persisted cache record");
                 if matches!(e, ResultError::Corrupt { .. }) {
-                    discard(id);
+                    self.discard(id).await;
                 }
                 return None;
             }
         };
         let Some(cached_and_location) = decode_record(&bytes, names, key) else {
             tracing::warn!(task, cache_key = key, record = %id, "a persisted cache record is damaged or from another version; it is removed");
-            discard(id);
+            self.discard(id).await;
             return None;
         };
         let (cached, location, pinned, (made_by, code_version)) = cached_and_location;
         // Another version of this very task: its code changed. (A record another task
         // made under a shared `cache_key` is shared on purpose, whatever its code.)
-        if made_by == task && code_version != spec.code_version() {
+        if made_by == task && code_version != self.spec.code_version() {
             tracing::debug!(
                 task,
                 cache_key = key,
@@ -800,40 +990,23 @@ pub(crate) fn record_hit<T>(
             );
             return None;
         }
-        if cached.is_expired(now) {
-            discard(id);
+        if cached.is_expired(self.now) {
+            self.discard(id).await;
             return None;
         }
-        if !validator.is_valid(&cached, &inputs, parameters, now) {
+        if !self
+            .validator
+            .is_valid(&cached, self.inputs, self.parameters, self.now)
+        {
             return None;
         }
-        let value = read_valid(backend, task, &location, Some(&pinned))?;
+        let value = read_valid(self.io, self.backend, task, &location, Some(&pinned)).await?;
         Some(RecordHit {
             value,
             cached,
             location,
         })
-    };
-    // The record of these very inputs first: under `all_inputs` the only candidate;
-    // under any other validator the likeliest valid one, found without listing the
-    // key's records (a directory listing costs more than the lookup itself).
-    let own = record_id(all_inputs);
-    if let Some(hit) = try_record(&own) {
-        return Some(hit);
     }
-    if validator.requires_equal_inputs() {
-        return None;
-    }
-    let ids = match backend.list_records(key) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::warn!(task, cache_key = key, error = %e, "cannot list persisted cache records");
-            return None;
-        }
-    };
-    ids.iter()
-        .filter(|id| **id != own)
-        .find_map(|id| try_record(id))
 }
 
 fn decode_record(

@@ -427,13 +427,198 @@ fn unsupported<B: ResultBackend + ?Sized>(
 
 /// An exclusive lock on one location, released when dropped; each backend fills it its
 /// own way (a locked file, a guard on an in-process set, …).
-pub struct LocationLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+pub struct LocationLock(Guard);
+
+enum Guard {
+    Plain(#[allow(dead_code)] Box<dyn Send + Sync>),
+    Releasable(Box<dyn Release>),
+}
+
+/// A lock guard whose release waits on a network: [`release`](Release::release) lets an
+/// async caller await it instead of blocking in `Drop` (which the guard must still do,
+/// bounded in time, when it is dropped without being released).
+pub trait Release: Send + Sync + 'static {
+    /// Releases the lock; the future ends once the release is done or has given up.
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
 
 impl LocationLock {
     /// Wraps whatever keeps the lock held (a locked file, a mutex guard …).
     pub fn new(guard: impl Send + Sync + 'static) -> Self {
-        LocationLock(Box::new(guard))
+        LocationLock(Guard::Plain(Box::new(guard)))
     }
+
+    /// Wraps a guard whose release can be awaited (see [`Release`]).
+    pub fn releasable(guard: impl Release) -> Self {
+        LocationLock(Guard::Releasable(Box::new(guard)))
+    }
+
+    /// Releases the lock: at once for a plain guard, through its future for a
+    /// [`Release`] one, so that an async caller never blocks on it.
+    pub fn release(self) -> BoxFuture<'static, ()> {
+        match self.0 {
+            Guard::Plain(guard) => {
+                drop(guard);
+                Box::pin(std::future::ready(()))
+            }
+            Guard::Releasable(guard) => guard.release(),
+        }
+    }
+}
+
+/// A boxed future that can move between threads, as [`AsyncResultBackend`] returns.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A value fetched by [`AsyncResultBackend::fetch`]: downloaded and verified (header,
+/// length, checksum, pinned digest), not yet decoded. Opaque: only the backend that
+/// made it reads it, in [`AsyncResultBackend::decode`].
+pub struct Fetched(Box<dyn Any + Send>);
+
+impl Fetched {
+    /// Wraps a backend's own form of a fetched value.
+    pub fn new(inner: impl Any + Send) -> Self {
+        Fetched(Box::new(inner))
+    }
+
+    /// The backend's own form, when it is a `T`.
+    ///
+    /// # Errors
+    /// The value itself, when it is not a `T` (it was fetched by another backend).
+    pub fn downcast<T: Any>(self) -> Result<T, Self> {
+        match self.0.downcast::<T>() {
+            Ok(t) => Ok(*t),
+            Err(other) => Err(Fetched(other)),
+        }
+    }
+}
+
+impl fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fetched")
+    }
+}
+
+/// A value encoded by [`AsyncResultBackend::encode`] (header, checksum and payload, in
+/// memory or spilled to a temporary file), ready for [`AsyncResultBackend::store`].
+/// Opaque, like [`Fetched`].
+pub struct Encoded {
+    digest: PayloadDigest,
+    inner: Box<dyn Any + Send>,
+}
+
+impl Encoded {
+    /// Wraps a backend's own form of an encoded value whose payload has `digest`.
+    pub fn new(digest: PayloadDigest, inner: impl Any + Send) -> Self {
+        Encoded {
+            digest,
+            inner: Box::new(inner),
+        }
+    }
+
+    /// The digest of the encoded payload.
+    pub fn digest(&self) -> PayloadDigest {
+        self.digest
+    }
+
+    /// The backend's own form, when it is a `T`.
+    ///
+    /// # Errors
+    /// The value itself, when it is not a `T` (it was encoded by another backend).
+    pub fn downcast<T: Any>(self) -> Result<T, Self> {
+        match self.inner.downcast::<T>() {
+            Ok(t) => Ok(*t),
+            Err(inner) => Err(Encoded {
+                digest: self.digest,
+                inner,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoded")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The I/O of a [`ResultBackend`] whose calls wait on a network (object storage), as
+/// futures: what an `async fn` task awaits, so that it never blocks its executor,
+/// whichever executor that is. [`ResultBackend::as_async`] offers it.
+///
+/// Every future is `'static` and `Send` and does its waiting wherever the backend
+/// chooses (its own runtime, say): the caller only polls it. Decoding and encoding are
+/// plain CPU work, done by the caller between the futures, so that no value of the
+/// task's type has to cross threads. The semantics are the blocking methods' of the
+/// same names: a fetch verifies exactly what [`ResultBackend::read_value`] verifies
+/// (with `pinned` honoured the same way), a store is as atomic as
+/// [`ResultBackend::write_value`], and the record methods store the same bytes.
+pub trait AsyncResultBackend: Send + Sync {
+    /// Downloads the value at `location` and verifies it (integrity, the type `ty`, the
+    /// `pinned` digest), ready for [`decode`](Self::decode).
+    ///
+    /// # Errors
+    /// As [`ResultBackend::read_value`].
+    fn fetch(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+        ty: ValueType,
+    ) -> BoxFuture<'static, Result<Fetched, ResultError>>;
+    /// Decodes a value [`fetch`](Self::fetch) returned into `slot`.
+    ///
+    /// # Errors
+    /// When the verified bytes are not a value of the slot's type.
+    fn decode(&self, fetched: Fetched, slot: &mut dyn Slot) -> Result<(), ResultError>;
+    /// Encodes `value` for `location`, ready for [`store`](Self::store).
+    ///
+    /// # Errors
+    /// When the value cannot be encoded.
+    fn encode(&self, value: Value<'_>, location: &Location) -> Result<Encoded, ResultError>;
+    /// Stores an encoded value at `location`, atomically; returns its payload's digest.
+    ///
+    /// # Errors
+    /// As [`ResultBackend::write_value`].
+    fn store(
+        &self,
+        encoded: Encoded,
+        location: &Location,
+    ) -> BoxFuture<'static, Result<PayloadDigest, ResultError>>;
+    /// As [`ResultBackend::lock`]; the lock's [`LocationLock::release`] can be awaited.
+    ///
+    /// # Errors
+    /// When the lock cannot be taken.
+    fn lock(&self, location: &Location) -> BoxFuture<'static, Result<LocationLock, ResultError>>;
+    /// As [`ResultBackend::put_record`].
+    ///
+    /// # Errors
+    /// When it cannot be stored.
+    fn put_record(
+        &self,
+        key: &str,
+        id: &str,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), ResultError>>;
+    /// As [`ResultBackend::get_record`].
+    ///
+    /// # Errors
+    /// When it cannot be read.
+    fn get_record(
+        &self,
+        key: &str,
+        id: &str,
+    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, ResultError>>;
+    /// As [`ResultBackend::list_records`].
+    ///
+    /// # Errors
+    /// When they cannot be listed.
+    fn list_records(&self, key: &str) -> BoxFuture<'static, Result<Vec<String>, ResultError>>;
+    /// As [`ResultBackend::remove_record`].
+    ///
+    /// # Errors
+    /// When it cannot be removed.
+    fn remove_record(&self, key: &str, id: &str) -> BoxFuture<'static, Result<(), ResultError>>;
 }
 
 impl fmt::Debug for LocationLock {
@@ -682,6 +867,14 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// When it cannot be removed.
     fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError>;
+
+    /// The same I/O as futures, for a backend whose calls wait on a network: an async
+    /// task then awaits them instead of blocking its executor. `None` (the default) for
+    /// a backend whose calls are local (files, memory), which an async task makes
+    /// directly, as it would read a file.
+    fn as_async(&self) -> Option<&dyn AsyncResultBackend> {
+        None
+    }
 
     // Byte-level access, for tools that list, check and prune a store without knowing
     // the Rust types of what it holds (the `taskcache` command). None of these decodes

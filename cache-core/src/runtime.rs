@@ -10,7 +10,7 @@ use crate::context::{
 use crate::flow::{FlowRunInfo, TaskRunReport};
 use crate::hash::{HashError, InputDigest, InputHasher, InputKey};
 use crate::parameters::Parameters;
-use crate::persist::{self, Backend, BackendRef, PersistOps, RenderValues, RenderedInputs};
+use crate::persist::{self, Backend, BackendRef, Io, PersistOps, RenderValues, RenderedInputs};
 use crate::replay::Slot;
 use crate::state::PauseSignal;
 use crate::task::Trigger;
@@ -467,6 +467,13 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// Lets go of the locks this run holds (see [`let_go`]).
+    async fn let_go(&mut self, io: Io) {
+        let target = self.target.as_mut().and_then(|t| t._lock.take());
+        let_go(io, target).await;
+        let_go(io, self._record_lock.take()).await;
+    }
+
     fn new(ctx: &Context) -> Self {
         Prepared {
             ctx: with_held_here(ctx),
@@ -569,12 +576,13 @@ where
         let Some(slot) = Slot::begin() else {
             return self.run_unrecorded(body, None, observed);
         };
-        if let Some(state) = self.replay(&slot) {
-            slot.finished(self.spec.name(), &state);
+        let mut run = self;
+        if let Some(state) = now(run.replay(Io::Blocking, &slot)) {
+            slot.finished(run.spec.name(), &state);
             return state;
         }
-        let spec = self.spec;
-        let state = self.run_unrecorded(body, Some(&slot), true);
+        let spec = run.spec;
+        let state = run.run_unrecorded(body, Some(&slot), true);
         // (A paused call was recorded with its inputs when it paused.)
         if state.kind != StateKind::Paused {
             slot.finished(spec.name(), &state);
@@ -718,7 +726,9 @@ where
             Cow::Borrowed("Starting task run."),
             &prepared.ctx,
         );
-        let state = match attempt.after::<I, T>(outcome, classify, &None, &None, &prepared) {
+        let judged =
+            now(attempt.after::<I, T>(Io::Blocking, outcome, classify, &None, &None, &prepared));
+        let state = match judged {
             Next::Done(state) => state,
             // (Not met: a task without retries and without kept inputs is not retried.)
             Next::RetryAfter(_) => {
@@ -843,12 +853,12 @@ where
         slot: Option<&Slot>,
         observed: bool,
     ) -> State<T> {
-        let target = match self.check_target() {
+        let target = match now(self.check_target(Io::Blocking)) {
             TargetCheck::Done(state) => return state,
             TargetCheck::Run(t) => t,
         };
         let mut prepared = loop {
-            match self.check() {
+            match now(self.check(Io::Blocking)) {
                 Checked::Hit(state) => return state,
                 Checked::Wait(flight) => flight.wait(),
                 Checked::Run(p) => break *p,
@@ -879,13 +889,14 @@ where
             };
             let task_ctx = attempt.task_context(&prepared.ctx);
             let outcome = task_ctx.scope(|| catch_unwind(AssertUnwindSafe(|| body(now_inputs))));
-            match attempt.after(
+            match now(attempt.after(
+                Io::Blocking,
                 outcome,
                 self.classify,
                 &self.output_caching,
                 &self.persist,
                 &prepared,
-            ) {
+            )) {
                 Next::Done(state) => return self::finish(self.spec, state, &prepared),
                 Next::RetryAfter(delay) => {
                     attempt.record_retrying::<I>(slot, delay);
@@ -897,16 +908,17 @@ where
 
     /// Like [`run`](Self::run), for an `async fn` task: the body returns a future.
     ///
-    /// Reading and writing results and target files is blocking file I/O, done on the
-    /// polling thread.
-    pub async fn run_async<F>(self, body: impl FnMut(I) -> F) -> State<T>
+    /// A result whose I/O waits on a network ([`ResultBackend::as_async`]: object
+    /// storage) is awaited, so the executor is never blocked by it, whichever executor
+    /// polls the task; local files are read and written on the polling thread.
+    pub async fn run_async<F>(mut self, body: impl FnMut(I) -> F) -> State<T>
     where
         F: Future<Output = T>,
     {
         let Some(slot) = Slot::begin() else {
             return self.run_async_unrecorded(body, None).await;
         };
-        if let Some(state) = self.replay(&slot) {
+        if let Some(state) = self.replay(Io::Async, &slot).await {
             slot.finished(self.spec.name(), &state);
             return state;
         }
@@ -926,18 +938,23 @@ where
     where
         F: Future<Output = T>,
     {
-        let target = match self.check_target() {
+        let target = match self.check_target(Io::Async).await {
             TargetCheck::Done(state) => return state,
             TargetCheck::Run(t) => t,
         };
         let mut prepared = loop {
-            match self.check() {
-                Checked::Hit(state) => return state,
+            match self.check(Io::Async).await {
+                Checked::Hit(state) => {
+                    let_go(Io::Async, target.and_then(|t| t._lock)).await;
+                    return state;
+                }
                 Checked::Wait(flight) => flight.landed().await,
                 Checked::Run(p) => break *p,
             }
         };
         if let Some(state) = self.trigger(slot, &prepared) {
+            let_go(Io::Async, target.and_then(|t| t._lock)).await;
+            prepared.let_go(Io::Async).await;
             return state;
         }
         let resumed = self.resume_retry(slot);
@@ -954,10 +971,10 @@ where
             attempt.count = count;
             Sleep::new(wait).await;
         }
-        loop {
+        let state = loop {
             let now_inputs = match attempt.inputs_for_retry(&mut inputs, &self.input_caching) {
                 Ok(i) => i,
-                Err(state) => return self::finish(self.spec, *state, &prepared),
+                Err(state) => break *state,
             };
             let task_ctx = attempt.task_context(&prepared.ctx);
             let future = task_ctx.clone().scope(|| body(now_inputs));
@@ -966,20 +983,27 @@ where
                 future: Box::pin(future),
             }
             .await;
-            match attempt.after(
-                outcome,
-                self.classify,
-                &self.output_caching,
-                &self.persist,
-                &prepared,
-            ) {
-                Next::Done(state) => return self::finish(self.spec, state, &prepared),
+            match attempt
+                .after(
+                    Io::Async,
+                    outcome,
+                    self.classify,
+                    &self.output_caching,
+                    &self.persist,
+                    &prepared,
+                )
+                .await
+            {
+                Next::Done(state) => break state,
                 Next::RetryAfter(delay) => {
                     attempt.record_retrying::<I>(slot, delay);
                     Sleep::new(delay).await
                 }
             }
-        }
+        };
+        // The locks are let go of before the run ends, as dropping them would: awaited.
+        prepared.let_go(Io::Async).await;
+        self::finish(self.spec, state, &prepared)
     }
 
     /// The trigger's word, once the target and cache checks have missed: `None` to run
@@ -1111,7 +1135,10 @@ where
 
     /// The result an earlier attempt of this flow run persisted for this call, read
     /// back and verified, as a `Cached` state; `None` when there is none to replay.
-    fn replay(&self, slot: &Slot) -> Option<State<T>> {
+    ///
+    /// (`&mut self`, here and in the other async steps, keeps the future of an async
+    /// task `Send` whenever its inputs are, `Sync` or not.)
+    async fn replay(&mut self, io: Io, slot: &Slot) -> Option<State<T>> {
         let spec = self.spec;
         let earlier = slot.earlier(spec.name())?;
         let Some(p) = &self.persist else {
@@ -1123,11 +1150,13 @@ where
             return None;
         };
         let value = persist::read_valid(
+            io,
             &p.backend,
             spec.name(),
             &earlier.location,
             earlier.digest.as_ref(),
-        )?;
+        )
+        .await?;
         let ctx = Context::current();
         let now = ctx.clock.now();
         let cached = Cached {
@@ -1156,7 +1185,7 @@ where
 
     /// The target check (Prefect's first step): serve the run from the target file if
     /// it holds a valid value; else lock it so that concurrent runs compute it once.
-    fn check_target(&self) -> TargetCheck<T> {
+    async fn check_target(&mut self, io: Io) -> TargetCheck<T> {
         let spec = self.spec;
         let Some(p) = &self.persist else {
             return TargetCheck::Run(None);
@@ -1179,8 +1208,10 @@ where
             version: spec.code_version(),
             run_count: 1,
         });
-        let values = RenderValues::new(&task_ctx, &p.inputs, spec.inputs());
-        let location = match values.render(spec.name(), template) {
+        // (Rendered before any wait: the values are not `Send`.)
+        let rendered =
+            RenderValues::new(&task_ctx, &p.inputs, spec.inputs()).render(spec.name(), template);
+        let location = match rendered {
             Ok(l) => l,
             Err(e) => {
                 let message = format!("Task run failed: its target cannot be used: {e}");
@@ -1189,41 +1220,11 @@ where
                 return TargetCheck::Done(self::finish_with(spec, state, &ctx, None));
             }
         };
-        let hit = |location: &Location| -> Option<State<T>> {
-            let value = persist::read_valid(&p.backend, spec.name(), location, None)?;
-            // A `None` does not satisfy a target (it is never written; one found there
-            // was put by something else).
-            if p.backend.is_none(&value) {
-                return None;
-            }
-            // Nor does an `Err` (never written by a task; one found there was put by
-            // something else).
-            if self.classify.is_some_and(|c| c(&value).is_some()) {
-                return None;
-            }
-            let now = ctx.clock.now();
-            let hashed_inputs = match self.each_digest() {
-                Ok(d) if d.len() == spec.inputs().len() => HashedInputs::new(spec.inputs(), d),
-                _ => HashedInputs::empty(),
-            };
-            let cached = Cached {
-                expiration: None,
-                hashed_inputs,
-                parameters: ctx.parameters().clone(),
-                cache_key: Cow::Borrowed(spec.cache_key()),
-                created: now,
-            };
-            let mut state = State::hit(value, Arc::new(cached), instant(now));
-            state.message = Cow::Owned(format!("Result found at task target {location}."));
-            state.location = Some(location.clone());
-            tracing::debug!(task = spec.name(), state = "Cached", target = %location, "target hit");
-            report(ctx.flow.as_deref(), spec, &state);
-            Some(state)
-        };
         // A refresh runs the body whatever the target holds, and overwrites it.
         let refresh = ctx.refresh;
         if !refresh {
-            if let Some(state) = hit(&location) {
+            let found = persist::read_valid(io, &p.backend, spec.name(), &location, None).await;
+            if let Some(state) = found.and_then(|v| self.target_hit(v, &ctx, &location)) {
                 return TargetCheck::Done(state);
             }
         }
@@ -1231,11 +1232,13 @@ where
         let lock = if held_by_caller(spec, Some(&ctx), &Holding::Lock(id.clone())) {
             None
         } else {
-            persist::lock(&p.backend, spec.name(), &location)
+            persist::lock(io, &p.backend, spec.name(), &location).await
         };
         // Another run may have written the target while this one waited for the lock.
         if lock.is_some() && !refresh {
-            if let Some(state) = hit(&location) {
+            let found = persist::read_valid(io, &p.backend, spec.name(), &location, None).await;
+            if let Some(state) = found.and_then(|v| self.target_hit(v, &ctx, &location)) {
+                let_go(io, lock).await;
                 return TargetCheck::Done(state);
             }
         }
@@ -1247,12 +1250,47 @@ where
         }))
     }
 
+    /// The state of a call served from its target, once `value` was read from it; `None`
+    /// when the value cannot satisfy a target.
+    fn target_hit(&self, value: T, ctx: &Context, location: &Location) -> Option<State<T>> {
+        let spec = self.spec;
+        let p = self.persist.as_ref()?;
+        // A `None` does not satisfy a target (it is never written; one found there was
+        // put by something else).
+        if p.backend.is_none(&value) {
+            return None;
+        }
+        // Nor does an `Err` (never written by a task; one found there was put by
+        // something else).
+        if self.classify.is_some_and(|c| c(&value).is_some()) {
+            return None;
+        }
+        let now = ctx.clock.now();
+        let hashed_inputs = match self.each_digest() {
+            Ok(d) if d.len() == spec.inputs().len() => HashedInputs::new(spec.inputs(), d),
+            _ => HashedInputs::empty(),
+        };
+        let cached = Cached {
+            expiration: None,
+            hashed_inputs,
+            parameters: ctx.parameters().clone(),
+            cache_key: Cow::Borrowed(spec.cache_key()),
+            created: now,
+        };
+        let mut state = State::hit(value, Arc::new(cached), instant(now));
+        state.message = Cow::Owned(format!("Result found at task target {location}."));
+        state.location = Some(location.clone());
+        tracing::debug!(task = spec.name(), state = "Cached", target = %location, "target hit");
+        report(ctx.flow.as_deref(), spec, &state);
+        Some(state)
+    }
+
     /// The cache check: a hit, a flight to wait for, or what the run path needs.
     ///
     /// A custom validator runs inside the task's context, as in Prefect (its name, and
     /// the run count of the run about to happen); the built-in ones read no context,
     /// so a hit through them does not pay for installing one.
-    fn check(&mut self) -> Checked<T> {
+    async fn check(&mut self, io: Io) -> Checked<T> {
         if matches!(self.spec.cache_validator(), CacheValidator::Custom(_))
             && self.output_caching.is_some()
         {
@@ -1262,12 +1300,12 @@ where
                 version: self.spec.code_version(),
                 run_count: 1,
             });
-            return task_ctx.scope(|| self.check_in_context());
+            return task_ctx.scope_async(self.check_in_context(io)).await;
         }
-        self.check_in_context()
+        self.check_in_context(io).await
     }
 
-    fn check_in_context(&mut self) -> Checked<T> {
+    async fn check_in_context(&mut self, io: Io) -> Checked<T> {
         let spec = self.spec;
         let caching = match (&self.output_caching, spec.cache_for()) {
             (Some(c), Some(_)) if !matches!(spec.cache_validator(), CacheValidator::NeverUse) => {
@@ -1311,7 +1349,7 @@ where
                             } else {
                                 key.clear();
                                 if let Some(p) = persist {
-                                    persist::remove_records(&p.backend, spec);
+                                    persist::remove_records(io, &p.backend, spec).await;
                                 }
                             }
                         }
@@ -1381,41 +1419,24 @@ where
             let all = inputs_key.digest();
             // A cached output persisted by this or an earlier process.
             let persistent = persist.filter(|p| p.backend.is_persistent());
-            let record_hit = |p: &PersistConfig<'_, I, T>| {
-                let hit = persist::record_hit(
-                    &p.backend,
+            // (The closure makes the lookup's future; it captures no `self`, which would
+            // make an async task's future `Send` only for `Sync` inputs.)
+            let (validator_ref, each_ref, all_ref) = (&validator, &each, &all);
+            let record_hit = move || async move {
+                persist::record_hit(
+                    io,
+                    &persistent?.backend,
                     spec,
-                    &validator,
-                    &each,
-                    &all,
+                    validator_ref,
+                    each_ref,
+                    all_ref,
                     parameters,
                     from_instant(now),
-                )?;
-                let cached = Arc::new(hit.cached);
-                if let Some(caching) = &self.output_caching {
-                    key.insert(
-                        Entry::new(
-                            Arc::clone(&cached),
-                            (caching.erase)(&hit.value),
-                            inputs_key,
-                            std::mem::size_of::<T>(),
-                            now,
-                        ),
-                        now,
-                        spec.max_entries(),
-                    );
-                    keep_within_budget(spec, ctx.cache(), &key);
-                }
-                let mut state = State::hit(hit.value, cached, now);
-                state.message = Cow::Owned(format!(
-                    "Cache hit: a valid cached output was read from {}.",
-                    hit.location
-                ));
-                state.location = Some(hit.location);
-                Some(served(spec, ctx, state, "persisted cache hit"))
+                )
+                .await
             };
-            if let Some(hit) = persistent.and_then(record_hit) {
-                return hit;
+            if let Some(hit) = record_hit().await {
+                return self.record_served(hit, ctx, &key, inputs_key, now);
             }
             let mut holding = Vec::new();
             let flight_id = Holding::Flight(Arc::as_ptr(&key) as usize, inputs_key);
@@ -1435,11 +1456,12 @@ where
                 let at = persist::record_lock_location(spec.cache_key(), &all);
                 let id = Holding::Lock(p.backend.lock_id(&at));
                 if !held_by_caller(spec, Some(ctx), &id) {
-                    record_lock = persist::lock(&p.backend, spec.name(), &at);
+                    record_lock = persist::lock(io, &p.backend, spec.name(), &at).await;
                     if record_lock.is_some() {
                         // Another process may have recorded it while this one waited.
-                        if let Some(hit) = record_hit(p) {
-                            return hit;
+                        if let Some(hit) = record_hit().await {
+                            let_go(io, record_lock).await;
+                            return self.record_served(hit, ctx, &key, inputs_key, now);
                         }
                         holding.push(id);
                     }
@@ -1460,6 +1482,40 @@ where
                 observed: true,
             }))
         }
+    }
+
+    /// A call served by a persisted cached output: kept in memory too, and ended.
+    fn record_served(
+        &self,
+        hit: persist::RecordHit<T>,
+        ctx: &Context,
+        key: &Arc<KeyCache>,
+        inputs_key: InputKey,
+        now: i128,
+    ) -> Checked<T> {
+        let spec = self.spec;
+        let cached = Arc::new(hit.cached);
+        if let Some(caching) = &self.output_caching {
+            key.insert(
+                Entry::new(
+                    Arc::clone(&cached),
+                    (caching.erase)(&hit.value),
+                    inputs_key,
+                    std::mem::size_of::<T>(),
+                    now,
+                ),
+                now,
+                spec.max_entries(),
+            );
+            keep_within_budget(spec, ctx.cache(), key);
+        }
+        let mut state = State::hit(hit.value, cached, now);
+        state.message = Cow::Owned(format!(
+            "Cache hit: a valid cached output was read from {}.",
+            hit.location
+        ));
+        state.location = Some(hit.location);
+        served(spec, ctx, state, "persisted cache hit")
     }
 
     /// One digest per input, in the spec's order.
@@ -1649,8 +1705,9 @@ impl<'s> Attempts<'s> {
     }
 
     /// Judges one attempt: success, retry or failure.
-    fn after<I, T>(
+    async fn after<I, T>(
         &mut self,
+        io: Io,
         outcome: std::thread::Result<T>,
         classify: Option<fn(&T) -> Option<String>>,
         output_caching: &Option<OutputCaching<T>>,
@@ -1662,7 +1719,10 @@ impl<'s> Attempts<'s> {
         let (failure, message) = match outcome {
             Ok(value) => match classify.and_then(|c| c(&value)) {
                 None => {
-                    return Next::Done(self.succeeded(value, output_caching, persist, prepared));
+                    let state = self
+                        .succeeded(io, value, output_caching, persist, prepared)
+                        .await;
+                    return Next::Done(state);
                 }
                 Some(message) => (Failure::Err(value), message),
             },
@@ -1706,8 +1766,9 @@ impl<'s> Attempts<'s> {
         Next::Done(state)
     }
 
-    fn succeeded<I, T>(
+    async fn succeeded<I, T>(
         &mut self,
+        io: Io,
         value: T,
         output_caching: &Option<OutputCaching<T>>,
         persist: &Option<PersistConfig<'_, I, T>>,
@@ -1742,7 +1803,7 @@ impl<'s> Attempts<'s> {
         state.cached = cached;
         state.previous = self.history.take().unwrap_or_default();
         if let (Some(p), true) = (persist, prepared.persist) {
-            checkpoint(spec, p, prepared, &mut state);
+            checkpoint(io, spec, p, prepared, &mut state).await;
         }
         state
     }
@@ -1751,7 +1812,8 @@ impl<'s> Attempts<'s> {
 /// Writes a successful output through the task's result (and, for a task with
 /// `cache_for`, its cached-state record). A failure is kept on the state and logged:
 /// the computed value is still returned.
-fn checkpoint<I, T>(
+async fn checkpoint<I, T>(
+    io: Io,
     spec: &TaskSpec,
     p: &PersistConfig<'_, I, T>,
     prepared: &Prepared,
@@ -1782,24 +1844,27 @@ fn checkpoint<I, T>(
             None => Ok(p.backend.default_location(spec.name())),
         },
     };
-    let written = location.and_then(|location| {
-        let digest =
-            p.backend
-                .write(value, &location)
-                .map_err(|source| persist::PersistError::Backend {
-                    task: spec.name(),
-                    backend: p.backend.describe(),
-                    source,
-                })?;
+    let written = async {
+        let location = location?;
+        let digest = p
+            .backend
+            .write_io(io, value, &location)
+            .await
+            .map_err(|source| persist::PersistError::Backend {
+                task: spec.name(),
+                backend: p.backend.describe(),
+                source,
+            })?;
         if let (Some(cached), Some(all), true) = (
             &state.cached,
             prepared.all_inputs,
             p.backend.is_persistent(),
         ) {
-            persist::put_record(&p.backend, spec, cached, &all, &location, digest)?;
+            persist::put_record(io, &p.backend, spec, cached, &all, &location, digest).await?;
         }
-        Ok((location, digest))
-    });
+        Ok::<_, persist::PersistError>((location, digest))
+    }
+    .await;
     match written {
         Ok((location, digest)) => {
             tracing::debug!(task = spec.name(), location = %location, "checkpointed");
@@ -1866,6 +1931,42 @@ fn report<T>(flow: Option<&FlowRunInfo>, spec: &TaskSpec, state: &State<T>) {
             run_count: state.run_count,
             timestamp: state.timestamp(),
         });
+    }
+}
+
+/// Runs a step of the run path to its end on this thread. Done the blocking way
+/// ([`Io::Blocking`]), every wait inside it is over at once, so the first poll ends it;
+/// should one ever wait, the thread parks until the step is woken.
+fn now<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(out) = future
+        .as_mut()
+        .poll(&mut PollContext::from_waker(Waker::noop()))
+    {
+        return out;
+    }
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = PollContext::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// Lets go of a lock: dropped the blocking way, its release awaited the async way (a
+/// lock in object storage is released over the network).
+async fn let_go(io: Io, lock: Option<LocationLock>) {
+    match (io, lock) {
+        (Io::Async, Some(lock)) => lock.release().await,
+        (_, lock) => drop(lock),
     }
 }
 

@@ -653,6 +653,32 @@ fn fingerprint_for(ty: ValueType) -> u64 {
     })
 }
 
+/// What a reader expects of a stored value: the serializer that wrote it and the type
+/// it holds. Taken from the reader's serializer where the read starts; `Copy` and
+/// `'static`, so that a download can be checked on the thread it arrives on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected {
+    serializer_id: u8,
+    serializer_name: &'static str,
+    /// Whether the value takes the one-piece `Vec<u8>` path ([`is_byte_vec`]).
+    byte_vec: bool,
+    ty: ValueType,
+    fingerprint: u64,
+}
+
+impl Expected {
+    /// A value of type `ty` written by `serializer`.
+    pub(crate) fn new<S: Serializer>(serializer: &S, ty: ValueType) -> Self {
+        Expected {
+            serializer_id: serializer.id(),
+            serializer_name: serializer.name(),
+            byte_vec: is_byte_vec(ty, serializer),
+            ty,
+            fingerprint: fingerprint_for(ty),
+        }
+    }
+}
+
 /// Checks a header against the payload a record pinned (if any), the reader's
 /// serializer, type and the file's length.
 pub(crate) fn check_header<S: Serializer>(
@@ -663,28 +689,37 @@ pub(crate) fn check_header<S: Serializer>(
     pinned: Option<&PayloadDigest>,
     ty: ValueType,
 ) -> Result<Header, ResultError> {
+    check_expected(head, file_len, &Expected::new(serializer, ty), path, pinned)
+}
+
+/// [`check_header`] against what the reader expects.
+fn check_expected(
+    head: &[u8; HEADER_LEN],
+    file_len: u64,
+    expected: &Expected,
+    path: &Path,
+    pinned: Option<&PayloadDigest>,
+) -> Result<Header, ResultError> {
     let header = Header::parse(head, path)?;
     if pinned.is_some_and(|p| p.0 != header.digest) {
         return Err(ResultError::Changed {
             path: path.to_path_buf(),
         });
     }
-    if header.serializer != serializer.id() {
+    if header.serializer != expected.serializer_id {
         return Err(corrupt(
             path,
             format!(
                 "written by serializer {}, read with {} (id {}); read it with the serializer \
                  that wrote it",
-                header.serializer,
-                serializer.name(),
-                serializer.id(),
+                header.serializer, expected.serializer_name, expected.serializer_id,
             ),
         ));
     }
-    if header.fingerprint != fingerprint_for(ty) {
+    if header.fingerprint != expected.fingerprint {
         return Err(ResultError::TypeMismatch {
             path: path.to_path_buf(),
-            expected: ty.name.to_owned(),
+            expected: expected.ty.name.to_owned(),
             found: format!(
                 "a value of another type (type fingerprint {:016x}); tasks with different \
                  output types need different targets",
@@ -959,61 +994,406 @@ where
     S: Serializer,
     R: BufRead,
 {
-    if len < HEADER_LEN as u64 {
-        return Err(short(path, len));
-    }
-    let ty = slot.ty();
-    let mut head = [0u8; HEADER_LEN];
-    input.read_exact(&mut head).map_err(read_error(path))?;
-    let header = check_header(&head, len, serializer, path, pinned, ty)?;
-    if is_byte_vec(ty, serializer) {
-        slot.put_bytes(read_byte_vec_streamed(&mut input, &header, path)?);
-        return Ok(());
-    }
-    if header.len <= WHOLE_FILE_MAX {
-        // Bounded by the stream's real length, checked against the header above.
-        let mut payload = Vec::with_capacity(header.len as usize);
-        (&mut input)
-            .take(header.len)
-            .read_to_end(&mut payload)
-            .map_err(io_error(path))?;
-        if payload.len() as u64 != header.len {
-            return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
+    let expected = Expected::new(serializer, slot.ty());
+    let mut incoming = Incoming::new(len, expected, path, pinned.copied())?;
+    while incoming.wants() > 0 {
+        let piece = input.fill_buf().map_err(read_error(path))?;
+        if piece.is_empty() {
+            break;
         }
-        return decode_payload(&payload, &header, serializer, path, true, slot);
+        let n = piece.len().min(incoming.wants());
+        incoming.push(&piece[..n])?;
+        input.consume(n);
     }
-    let mut spill = tempfile::tempfile().map_err(io_error(Path::new("a temporary file")))?;
-    spill.write_all(&head).map_err(io_error(path))?;
-    let (copied, flushed, hasher, written, failed) = {
-        let mut hashing = Hashing {
-            inner: BufWriter::with_capacity(IO_BUFFER, &mut spill),
-            hasher: Sha256::new(),
-            len: 0,
-            failed: None,
+    incoming.finish()?.decode(serializer, slot)
+}
+
+/// A stored value arriving piece by piece (an object store's download), checked as it
+/// comes, on whichever thread it arrives: the header as soon as its bytes are in (a
+/// foreign, pinned-out or mistyped value is refused before its payload is fetched),
+/// the payload's SHA-256 piece by piece. What [`read_stream_into`] reads with, and what
+/// an object store's fetch runs on its I/O runtime; [`Stored::decode`] decodes the
+/// result later, on the caller's thread.
+pub(crate) struct Incoming {
+    /// The stream's length, as the store gave it.
+    len: u64,
+    received: u64,
+    expected: Expected,
+    path: std::path::PathBuf,
+    pinned: Option<PayloadDigest>,
+    head: [u8; HEADER_LEN],
+    state: Receiving,
+}
+
+/// Where [`Incoming`] is in the stream.
+enum Receiving {
+    /// The header's bytes (`Incoming::head`, `received` of them).
+    Head,
+    /// A `Vec<u8>`'s bincode length: `have` of its `size` bytes (`size` is 0 until the
+    /// first has come).
+    Prefix {
+        header: Header,
+        prefix: [u8; 9],
+        have: usize,
+        size: usize,
+    },
+    /// A `Vec<u8>`'s `want` bytes, straight into their vector.
+    Bytes {
+        header: Header,
+        hasher: Sha256,
+        bytes: Vec<u8>,
+        want: usize,
+    },
+    /// A payload of up to [`WHOLE_FILE_MAX`] bytes, held whole.
+    Payload {
+        header: Header,
+        hasher: Sha256,
+        payload: Vec<u8>,
+    },
+    /// A larger payload, spilled behind its header to an anonymous temporary file.
+    Spill {
+        header: Header,
+        hasher: Sha256,
+        file: BufWriter<File>,
+    },
+}
+
+/// What messages call the temporary file a large value is spilled to.
+fn temporary() -> &'static Path {
+    Path::new("a temporary file")
+}
+
+impl Incoming {
+    /// Expects a stream of `len` bytes holding a value as `expected` says (`path` is
+    /// for messages), only the `pinned` payload when that is given.
+    ///
+    /// # Errors
+    /// [`ResultError::Corrupt`] when `len` is shorter than a header.
+    pub(crate) fn new(
+        len: u64,
+        expected: Expected,
+        path: &Path,
+        pinned: Option<PayloadDigest>,
+    ) -> Result<Self, ResultError> {
+        if len < HEADER_LEN as u64 {
+            return Err(short(path, len));
+        }
+        Ok(Incoming {
+            len,
+            received: 0,
+            expected,
+            path: path.to_path_buf(),
+            pinned,
+            head: [0; HEADER_LEN],
+            state: Receiving::Head,
+        })
+    }
+
+    /// How many more bytes the stream should bring.
+    pub(crate) fn wants(&self) -> usize {
+        usize::try_from(self.len - self.received).unwrap_or(usize::MAX)
+    }
+
+    /// Takes the next piece of the stream; bytes beyond its length are ignored, as a
+    /// reader of a file's first `len` bytes ignores what follows.
+    ///
+    /// # Errors
+    /// As [`read_into`], as soon as the bytes show it: a refused header once it is
+    /// complete, a `Vec<u8>` length that disagrees with the header;
+    /// [`ResultError::Io`] when the temporary file of a large value fails.
+    pub(crate) fn push(&mut self, piece: &[u8]) -> Result<(), ResultError> {
+        let mut piece = &piece[..piece.len().min(self.wants())];
+        while !piece.is_empty() {
+            let n = self.take(piece)?;
+            if n == 0 {
+                break;
+            }
+            self.received += n as u64;
+            piece = &piece[n..];
+        }
+        Ok(())
+    }
+
+    /// Takes what the current state wants of `piece` (not empty); returns how much.
+    fn take(&mut self, piece: &[u8]) -> Result<usize, ResultError> {
+        let n = match &mut self.state {
+            Receiving::Head => {
+                // In this state `received` is below the header's length.
+                let have = self.received as usize;
+                let n = (HEADER_LEN - have).min(piece.len());
+                self.head[have..have + n].copy_from_slice(&piece[..n]);
+                if have + n == HEADER_LEN {
+                    self.state = self.after_head()?;
+                }
+                n
+            }
+            Receiving::Prefix {
+                header,
+                prefix,
+                have,
+                size,
+            } => {
+                if *size == 0 {
+                    *size = bincode_len_size(piece[0])
+                        .filter(|&size| size as u64 <= header.len)
+                        .ok_or_else(|| {
+                            corrupt(&self.path, "the payload does not start with a byte length")
+                        })?;
+                }
+                let n = (*size - *have).min(piece.len());
+                prefix[*have..*have + n].copy_from_slice(&piece[..n]);
+                *have += n;
+                if *have == *size {
+                    let (header, prefix, size) = (*header, *prefix, *size);
+                    self.state = self.after_prefix(header, &prefix[..size])?;
+                }
+                n
+            }
+            Receiving::Bytes {
+                hasher,
+                bytes,
+                want,
+                ..
+            } => {
+                // Each piece is hashed right after it is copied, while it is in cache.
+                let n = (*want - bytes.len()).min(piece.len());
+                bytes.extend_from_slice(&piece[..n]);
+                hasher.update(&piece[..n]);
+                n
+            }
+            Receiving::Payload {
+                header,
+                hasher,
+                payload,
+            } => {
+                // At most `WHOLE_FILE_MAX`: a `usize`.
+                let n = (header.len as usize - payload.len()).min(piece.len());
+                payload.extend_from_slice(&piece[..n]);
+                hasher.update(&piece[..n]);
+                n
+            }
+            Receiving::Spill { hasher, file, .. } => {
+                file.write_all(piece).map_err(io_error(temporary()))?;
+                hasher.update(piece);
+                piece.len()
+            }
         };
-        let copied = io::copy(&mut (&mut input).take(header.len), &mut hashing);
-        let flushed = hashing.inner.flush();
-        (copied, flushed, hashing.hasher, hashing.len, hashing.failed)
-    };
-    let digest: [u8; 32] = hasher.finalize().into();
-    if let Some(source) = failed {
-        return Err(io_error(Path::new("a temporary file"))(source));
+        Ok(n)
     }
-    copied.map_err(io_error(path))?;
-    flushed.map_err(io_error(Path::new("a temporary file")))?;
-    if written != header.len {
-        return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
+
+    /// The state after a complete header, once it has passed.
+    fn after_head(&self) -> Result<Receiving, ResultError> {
+        let header = check_expected(
+            &self.head,
+            self.len,
+            &self.expected,
+            &self.path,
+            self.pinned.as_ref(),
+        )?;
+        if self.expected.byte_vec {
+            return Ok(Receiving::Prefix {
+                header,
+                prefix: [0; 9],
+                have: 0,
+                size: 0,
+            });
+        }
+        if header.len <= WHOLE_FILE_MAX {
+            // Bounded by the stream's real length, checked against the header.
+            return Ok(Receiving::Payload {
+                header,
+                hasher: Sha256::new(),
+                payload: Vec::with_capacity(header.len as usize),
+            });
+        }
+        let spill = tempfile::tempfile().map_err(io_error(temporary()))?;
+        let mut file = BufWriter::with_capacity(IO_BUFFER, spill);
+        file.write_all(&self.head).map_err(io_error(temporary()))?;
+        Ok(Receiving::Spill {
+            header,
+            hasher: Sha256::new(),
+            file,
+        })
     }
-    if digest != header.digest {
-        return Err(corrupt(
-            path,
-            "checksum mismatch: the payload is not what was written",
-        ));
+
+    /// The state after a `Vec<u8>`'s length `prefix`, checked against the header.
+    fn after_prefix(&self, header: Header, prefix: &[u8]) -> Result<Receiving, ResultError> {
+        let len = parse_bincode_len(prefix);
+        let held = header.len - prefix.len() as u64;
+        if len != held {
+            return Err(corrupt(
+                &self.path,
+                format!("the payload claims {len} bytes and holds {held}"),
+            ));
+        }
+        let len =
+            usize::try_from(len).map_err(|_| corrupt(&self.path, "payload larger than memory"))?;
+        let mut hasher = Sha256::new();
+        hasher.update(prefix);
+        // The length is the store's claim, not bytes at hand: at most 1 GiB is reserved
+        // ahead of them (untouched capacity costs nothing), so a hostile claim of
+        // terabytes fails as a short stream instead of an allocation failure.
+        Ok(Receiving::Bytes {
+            header,
+            hasher,
+            bytes: Vec::with_capacity(len.min(STREAM_RESERVE)),
+            want: len,
+        })
     }
-    spill
-        .seek(SeekFrom::Start(0))
-        .map_err(io_error(Path::new("a temporary file")))?;
-    read_into(spill, len, serializer, path, false, None, slot)
+
+    /// The verified value, once the whole stream has come.
+    ///
+    /// # Errors
+    /// [`ResultError::Corrupt`] for a stream that ended early or a payload whose
+    /// checksum is not the header's; [`ResultError::Io`] when the temporary file of a
+    /// large value fails.
+    pub(crate) fn finish(self) -> Result<Stored, ResultError> {
+        let ended_early = || read_error(&self.path)(io::ErrorKind::UnexpectedEof.into());
+        let mismatch = || {
+            corrupt(
+                &self.path,
+                "checksum mismatch: the payload is not what was written",
+            )
+        };
+        if self.received < self.len {
+            return Err(ended_early());
+        }
+        let (header, body) = match self.state {
+            Receiving::Head | Receiving::Prefix { .. } => return Err(ended_early()),
+            Receiving::Bytes {
+                header,
+                hasher,
+                bytes,
+                want,
+            } => {
+                if bytes.len() != want {
+                    return Err(ended_early());
+                }
+                if <[u8; 32]>::from(hasher.finalize()) != header.digest {
+                    return Err(mismatch());
+                }
+                (header, StoredBody::Bytes(bytes))
+            }
+            Receiving::Payload {
+                header,
+                hasher,
+                payload,
+            } => {
+                if payload.len() as u64 != header.len {
+                    return Err(ended_early());
+                }
+                if <[u8; 32]>::from(hasher.finalize()) != header.digest {
+                    return Err(mismatch());
+                }
+                (header, StoredBody::Payload(payload))
+            }
+            Receiving::Spill {
+                header,
+                hasher,
+                file,
+            } => {
+                let file = file
+                    .into_inner()
+                    .map_err(|e| io_error(temporary())(e.into_error()))?;
+                if <[u8; 32]>::from(hasher.finalize()) != header.digest {
+                    return Err(mismatch());
+                }
+                (header, StoredBody::Spilled(file))
+            }
+        };
+        Ok(Stored {
+            header,
+            len: self.len,
+            expected: self.expected,
+            path: self.path,
+            body,
+        })
+    }
+}
+
+/// A stored value downloaded and verified by [`Incoming`] (header, length, checksum,
+/// pinned digest), not yet decoded.
+pub(crate) struct Stored {
+    header: Header,
+    /// The stored length, header included.
+    len: u64,
+    expected: Expected,
+    path: std::path::PathBuf,
+    body: StoredBody,
+}
+
+/// Where a [`Stored`] value's bytes are.
+enum StoredBody {
+    /// A `Vec<u8>`'s bytes, its vector already.
+    Bytes(Vec<u8>),
+    /// A small payload.
+    Payload(Vec<u8>),
+    /// A large payload, behind its header in an anonymous temporary file.
+    Spilled(File),
+}
+
+impl Stored {
+    /// Decodes the value into `slot` with `serializer` (the checksum has passed: it is
+    /// not computed again).
+    ///
+    /// # Errors
+    /// [`ResultError::TypeMismatch`] when the bytes are not a value of the slot's type
+    /// (or were fetched for another type or serializer); [`ResultError::Io`] when the
+    /// temporary file of a large value fails.
+    pub(crate) fn decode<S: Serializer>(
+        self,
+        serializer: &S,
+        slot: &mut dyn Slot,
+    ) -> Result<(), ResultError> {
+        let ty = slot.ty();
+        let expected = Expected::new(serializer, ty);
+        if expected.serializer_id != self.expected.serializer_id
+            || expected.ty.id != self.expected.ty.id
+            || expected.byte_vec != self.expected.byte_vec
+        {
+            // Fetched for another reader: the header's checks say why, if they can.
+            check_expected(
+                &self.header.to_bytes(),
+                self.len,
+                &expected,
+                &self.path,
+                None,
+            )?;
+            return Err(ResultError::TypeMismatch {
+                path: self.path,
+                expected: ty.name.to_owned(),
+                found: format!(
+                    "a value fetched to be read as a `{}` with {}",
+                    self.expected.ty.name, self.expected.serializer_name
+                ),
+            });
+        }
+        match self.body {
+            StoredBody::Bytes(bytes) => {
+                slot.put_bytes(bytes);
+                Ok(())
+            }
+            StoredBody::Payload(payload) => {
+                decode_payload(&payload, &self.header, serializer, &self.path, false, slot)
+            }
+            StoredBody::Spilled(mut file) => {
+                file.seek(SeekFrom::Start(0))
+                    .map_err(io_error(temporary()))?;
+                read_into(file, self.len, serializer, &self.path, false, None, slot)
+            }
+        }
+    }
+
+    /// Where the bytes are held, for tests: `bytes`, `payload` or `spilled`, and the
+    /// address of a `Vec<u8>`'s bytes.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> (&'static str, Option<*const u8>) {
+        match &self.body {
+            StoredBody::Bytes(b) => ("bytes", Some(b.as_ptr())),
+            StoredBody::Payload(_) => ("payload", None),
+            StoredBody::Spilled(_) => ("spilled", None),
+        }
+    }
 }
 
 /// Reads the bincode length a `Vec<u8>` payload starts with, checked against the
@@ -1044,39 +1424,6 @@ fn read_byte_len(
     }
     let len = usize::try_from(len).map_err(|_| corrupt(path, "payload larger than memory"))?;
     Ok((prefix, size, len))
-}
-
-/// Reads a `Vec<u8>` payload from a stream into its vector, hashing each piece the
-/// stream hands over right after copying it, while it is still in cache.
-fn read_byte_vec_streamed(
-    input: &mut impl BufRead,
-    header: &Header,
-    path: &Path,
-) -> Result<Vec<u8>, ResultError> {
-    let (prefix, size, len) = read_byte_len(input, header, path)?;
-    let mut hasher = Sha256::new();
-    hasher.update(&prefix[..size]);
-    // The length is the store's claim, not bytes at hand: at most 1 GiB is reserved
-    // ahead of them (untouched capacity costs nothing), so a hostile claim of terabytes
-    // fails as a short stream instead of an allocation failure.
-    let mut bytes = Vec::with_capacity(len.min(STREAM_RESERVE));
-    while bytes.len() < len {
-        let piece = input.fill_buf().map_err(io_error(path))?;
-        if piece.is_empty() {
-            return Err(read_error(path)(io::ErrorKind::UnexpectedEof.into()));
-        }
-        let n = piece.len().min(len - bytes.len());
-        bytes.extend_from_slice(&piece[..n]);
-        hasher.update(&piece[..n]);
-        input.consume(n);
-    }
-    if <[u8; 32]>::from(hasher.finalize()) != header.digest {
-        return Err(corrupt(
-            path,
-            "checksum mismatch: the payload is not what was written",
-        ));
-    }
-    Ok(bytes)
 }
 
 /// The SHA-256 of the next `len` bytes of `file`, read through a bounded buffer.

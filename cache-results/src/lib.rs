@@ -61,7 +61,7 @@ pub use taskcache_core::header::Header;
 /// for tools that list and prune a store.
 pub use taskcache_core::persist::RecordInfo;
 pub use taskcache_core::result::{
-    Location, LocationError, LocationLock, PayloadDigest, RecordEntry, RemoteError, ResultBackend,
-    ResultBackendExt, ResultEntry, ResultError, SerializeError, Serializer, Slot, TypedSlot, Value,
-    ValueType, Visit,
+    AsyncResultBackend, BoxFuture, Encoded, Fetched, Location, LocationError, LocationLock,
+    PayloadDigest, RecordEntry, Release, RemoteError, ResultBackend, ResultBackendExt, ResultEntry,
+    ResultError, SerializeError, Serializer, Slot, TypedSlot, Value, ValueType, Visit,
 };

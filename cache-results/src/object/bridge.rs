@@ -7,6 +7,9 @@
 //! async task awaited there), the wait is wrapped in `block_in_place`: the worker hands
 //! its other tasks to a fresh thread first, so the executor keeps running them while
 //! this one waits for the network.
+//!
+//! An async caller instead awaits the task's `JoinHandle` ([`start`]): any executor can
+//! poll it, and it never blocks the thread that does.
 
 use std::future::Future;
 use std::pin::pin;
@@ -51,8 +54,59 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let handle = runtime()?.spawn(future);
-    park_on(handle).map_err(|e| format!("the I/O task failed: {e}"))
+    park_on(start(future)?)
+}
+
+/// Starts `future` on the private runtime and returns its output's future: it only
+/// waits for the task there (a tokio `JoinHandle`), so any executor can poll it, or
+/// none (`park_on`), and it never blocks the thread that polls it. Dropping it leaves
+/// the task running to its end.
+///
+/// # Errors
+/// When the runtime cannot start; the output's future fails when the task panicked.
+pub(crate) fn start<F>(future: F) -> Result<Joined<F::Output>, String>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    Ok(Joined {
+        handle: runtime()?.spawn(future),
+        abort_on_drop: false,
+    })
+}
+
+/// The output of a task on the private runtime (see [`start`]).
+pub(crate) struct Joined<T> {
+    handle: tokio::task::JoinHandle<T>,
+    abort_on_drop: bool,
+}
+
+impl<T> Joined<T> {
+    /// Stops the task when this is dropped before its end: for work whose result is
+    /// of no use to anybody else (a download).
+    pub(crate) fn abort_on_drop(mut self) -> Self {
+        self.abort_on_drop = true;
+        self
+    }
+}
+
+impl<T> Future for Joined<T> {
+    type Output = Result<T, String>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.handle)
+            .poll(cx)
+            .map(|joined| joined.map_err(|e| format!("the I/O task failed: {e}")))
+    }
+}
+
+impl<T> Drop for Joined<T> {
+    fn drop(&mut self) {
+        if self.abort_on_drop {
+            // Nothing once the task has ended.
+            self.handle.abort();
+        }
+    }
 }
 
 /// Starts `future` on the private runtime without waiting for it.

@@ -17,8 +17,9 @@ use super::bridge;
 use super::StoreHandle;
 use object_store::{PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
-use std::sync::mpsc;
+use std::future::Future;
 use std::time::{Duration, Instant};
+use taskcache_core::result::{BoxFuture, Release};
 
 /// The body of a lock object.
 #[derive(Serialize, Deserialize)]
@@ -60,23 +61,52 @@ impl Body {
     }
 }
 
-/// A held lock: renewed in the background until dropped, then released.
+/// How long a release is waited for: a store that stopped answering must not hang the
+/// caller; the lease then frees the lock.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// A held lock: renewed in the background until released ([`Release::release`], which
+/// an async caller awaits) or dropped (which waits for the release, bounded).
 pub(crate) struct Held {
     release: Option<tokio::sync::oneshot::Sender<()>>,
-    released: std::sync::Mutex<mpsc::Receiver<()>>,
+    released: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Held {
+    /// Asks the renewal task to release the lock; the wait for it, bounded, as a task
+    /// on the I/O runtime (`None` when there is nothing to wait for).
+    fn ask_release(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let release = self.release.take()?;
+        let released = self.released.take()?;
+        release.send(()).ok()?;
+        Some(async move {
+            let _ = tokio::time::timeout(RELEASE_WAIT, released).await;
+        })
+    }
+}
+
+impl Release for Held {
+    fn release(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        // The wait runs on the I/O runtime (its timer is there); this future only
+        // awaits its end, so it blocks no executor, and the release goes ahead even if
+        // the future is dropped.
+        match self.ask_release().map(bridge::start) {
+            Some(Ok(joined)) => Box::pin(async move {
+                let _ = joined.await;
+            }),
+            _ => Box::pin(std::future::ready(())),
+        }
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(release) = self.release.take() {
-            if release.send(()).is_ok() {
-                // Bounded: a store that stopped answering must not hang the caller; the
-                // lease then frees the lock.
-                bridge::blocking(|| {
-                    let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = released.recv_timeout(Duration::from_secs(10));
-                });
-            }
+        if let Some(wait) = self.ask_release() {
+            // Bounded, as the release future: the lease frees a lock whose release
+            // cannot land.
+            bridge::blocking(|| {
+                let _ = bridge::run(wait);
+            });
         }
     }
 }
@@ -177,7 +207,7 @@ pub(crate) async fn take(
         }
     };
     let (release, mut on_release) = tokio::sync::oneshot::channel();
-    let (done, released) = mpsc::channel();
+    let (done, released) = tokio::sync::oneshot::channel();
     bridge::spawn(async move {
         let mut at = won;
         let mut renewal = 0;
@@ -236,7 +266,7 @@ pub(crate) async fn take(
     })?;
     Ok(Held {
         release: Some(release),
-        released: std::sync::Mutex::new(released),
+        released: Some(released),
     })
 }
 

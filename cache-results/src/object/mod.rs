@@ -5,6 +5,7 @@
 
 mod bridge;
 mod lock;
+mod nonblocking;
 mod redact;
 
 use crate::local::{self, hex};
@@ -16,14 +17,16 @@ use object_store::path::{Path as ObjectPath, PathPart};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::future::Future;
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use taskcache_core::header::{Header, HEADER_LEN};
 use taskcache_core::result::{
-    Location, LocationError, LocationLock, PayloadDigest, RecordEntry, RemoteError, ResultBackend,
-    ResultEntry, ResultError, Serializer, Slot, Value,
+    AsyncResultBackend, BoxFuture, Location, LocationError, LocationLock, PayloadDigest,
+    RecordEntry, RemoteError, ResultBackend, ResultEntry, ResultError, Serializer, Slot, Value,
+    ValueType,
 };
 
 pub use object_store;
@@ -133,11 +136,13 @@ struct Shared {
 /// written straight into `#[task(result = S3Result::new("s3://bucket/prefix"))]`; a bad
 /// URL or a missing credential is then an error on the task's state and in its log.
 ///
-/// `object_store` is async. A sync task's I/O runs on a small private tokio runtime
-/// started on first use (no runtime to set up); an async task awaited on a
-/// multi-threaded tokio runtime waits inside `block_in_place`, so the executor keeps
-/// running its other tasks. On a current-thread runtime or another executor, the I/O
-/// blocks the polling thread, as file I/O does for `LocalResult`.
+/// `object_store` is async. Every request runs on a small private tokio runtime
+/// started on first use (no runtime to set up). The blocking methods wait for it (inside
+/// `block_in_place` on a worker of a multi-threaded tokio runtime, so the executor
+/// keeps running its other tasks); [`ResultBackend::as_async`] offers the same I/O as
+/// futures ([`AsyncResultBackend`]) that only await the request's end, so an async task
+/// awaits them on any executor (a current-thread runtime, another executor's) without
+/// blocking it. Both paths are one: the blocking methods wait for those futures.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -403,13 +408,7 @@ impl<S: Serializer> ObjectStoreResult<S> {
         message: &str,
         fix: &'static str,
     ) -> ResultError {
-        ResultError::Remote(Box::new(RemoteError {
-            store: self.name.clone(),
-            operation,
-            object,
-            message: redact::redact(message, &self.secrets),
-            fix,
-        }))
+        remote_error(&self.name, &self.secrets, operation, object, message, fix)
     }
 
     /// The error for a failed store call on `object`.
@@ -419,26 +418,32 @@ impl<S: Serializer> ObjectStoreResult<S> {
         object: &ObjectPath,
         e: &object_store::Error,
     ) -> ResultError {
-        let fix = match e {
-            // Nothing to write into: the bucket or container does not exist.
-            object_store::Error::NotFound { .. } if operation != "read" => FIX_ACCESS,
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. }
-            | object_store::Error::UnknownConfigurationKey { .. } => FIX_ACCESS,
-            _ => FIX_NETWORK,
-        };
-        self.remote(operation, self.shown(object), &e.to_string(), fix)
+        self.remote(
+            operation,
+            self.shown(object),
+            &e.to_string(),
+            fix_for(operation, e),
+        )
     }
 
     /// `object` as messages show it: `s3://bucket/prefix/…`.
     fn shown(&self, object: &ObjectPath) -> String {
-        let skip = self.prefix.as_ref().map_or(0, Vec::len);
-        let rest: Vec<String> = object
-            .parts()
-            .skip(skip)
-            .map(|p| p.as_ref().to_owned())
-            .collect();
-        format!("{}/{}", self.root, rest.join("/"))
+        shown_object(&self.root, self.prefix_len(), object)
+    }
+
+    /// The number of the prefix's segments.
+    fn prefix_len(&self) -> usize {
+        self.prefix.as_ref().map_or(0, Vec::len)
+    }
+
+    /// What messages need, owned by a future that outlives this call.
+    fn report(&self) -> Report {
+        Report {
+            name: self.name.clone(),
+            root: self.root.clone(),
+            skip: self.prefix_len(),
+            secrets: self.secrets.clone(),
+        }
     }
 
     /// `segments` under the prefix.
@@ -494,32 +499,180 @@ impl<S: Serializer> ObjectStoreResult<S> {
     }
 
     /// The record object at `path`, verified; `None` when there is none.
-    fn get_record_object(&self, path: ObjectPath) -> Result<Option<Vec<u8>>, ResultError> {
-        let store = Arc::clone(&self.stores()?.store);
-        let at = path.clone();
-        let got = self.run("read", &path, async move {
-            let got = match store.get_opts(&at, Default::default()).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e),
+    fn start_get_record(
+        &self,
+        path: Result<ObjectPath, ResultError>,
+    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, ResultError>> {
+        let start = || {
+            let path = path?;
+            let store = Arc::clone(&self.stores()?.store);
+            let at = path.clone();
+            let got = self.start("read", &path, async move {
+                let got = match store.get_opts(&at, Default::default()).await {
+                    Ok(got) => got,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                if got.meta.size > local::MAX_RECORD {
+                    return Ok(Some(Err(got.meta.size)));
+                }
+                got.bytes().await.map(|b| Some(Ok(b)))
+            });
+            let shown = PathBuf::from(self.shown(&path));
+            Ok(boxed(async move {
+                match got.await? {
+                    None => Ok(None),
+                    Some(Err(len)) => Err(ResultError::Corrupt {
+                        path: shown,
+                        reason: format!(
+                            "{len} bytes, larger than any cache record ({})",
+                            local::MAX_RECORD
+                        ),
+                    }),
+                    Some(Ok(bytes)) => {
+                        format::decode_blob(&bytes, local::RECORD_KIND, &shown).map(Some)
+                    }
+                }
+            }))
+        };
+        start().unwrap_or_else(failed)
+    }
+
+    /// Stores the record `id` under `key`.
+    fn start_put_record(
+        &self,
+        key: &str,
+        id: &str,
+        bytes: &[u8],
+    ) -> BoxFuture<'static, Result<(), ResultError>> {
+        let start = || {
+            let path = self.record_object(key, id)?;
+            let store = Arc::clone(&self.stores()?.store);
+            let payload = PutPayload::from(format::encode_blob(bytes, local::RECORD_KIND));
+            let at = path.clone();
+            Ok(self.start("write", &path, async move {
+                store.put(&at, payload).await.map(|_| ())
+            }))
+        };
+        start().unwrap_or_else(failed)
+    }
+
+    /// The ids of the records under `key`, sorted.
+    fn start_list_records(
+        &self,
+        key: &str,
+    ) -> BoxFuture<'static, Result<Vec<String>, ResultError>> {
+        let start = || {
+            let store = Arc::clone(&self.stores()?.store);
+            let folder = self.record_folder(key)?;
+            let at = folder.clone();
+            let names = self.start("list", &folder, async move {
+                let mut listed = store.list(Some(&at));
+                let mut names = Vec::new();
+                while let Some(meta) = listed.next().await {
+                    let meta = meta?;
+                    // Only the folder's own objects, not deeper ones.
+                    if meta.location.prefix_match(&at).map(|rest| rest.count()) == Some(1) {
+                        if let Some(name) = meta.location.filename() {
+                            names.push(name.to_owned());
+                        }
+                    }
+                }
+                Ok(names)
+            });
+            Ok(boxed(async move {
+                let mut ids: Vec<String> = names
+                    .await?
+                    .iter()
+                    .filter_map(|n| n.strip_suffix(".rec").and_then(local::decode_id))
+                    .collect();
+                ids.sort();
+                Ok(ids)
+            }))
+        };
+        start().unwrap_or_else(failed)
+    }
+
+    /// Takes the lock of `location` (see `lock`): the lock, which an async caller can
+    /// release with an await.
+    fn start_lock(
+        &self,
+        location: &Location,
+    ) -> BoxFuture<'static, Result<LocationLock, ResultError>> {
+        let start = || {
+            let store = Arc::clone(&self.stores()?.store);
+            let path = self.lock_object(location)?;
+            let handle = StoreHandle {
+                store,
+                path: path.clone(),
             };
-            if got.meta.size > local::MAX_RECORD {
-                return Ok(Some(Err(got.meta.size)));
-            }
-            got.bytes().await.map(|b| Some(Ok(b)))
-        })?;
-        let shown = PathBuf::from(self.shown(&path));
-        match got {
-            None => Ok(None),
-            Some(Err(len)) => Err(ResultError::Corrupt {
-                path: shown,
-                reason: format!(
-                    "{len} bytes, larger than any cache record ({})",
-                    local::MAX_RECORD
-                ),
-            }),
-            Some(Ok(bytes)) => format::decode_blob(&bytes, local::RECORD_KIND, &shown).map(Some),
-        }
+            let hint = format!("{} `{location}`", self.name);
+            let taking = bridge::start(lock::take(handle, self.lease, hint, self.secrets.clone()));
+            let (report, shown) = (self.report(), self.shown(&path));
+            Ok(boxed(async move {
+                let taken = match taking {
+                    Ok(joined) => joined.await.and_then(|r| r),
+                    Err(m) => Err(m),
+                };
+                let held = taken.map_err(|m| {
+                    let fix = if m.contains("conditional")
+                        || m.contains("not implemented")
+                        || m.contains("NotImplemented")
+                    {
+                        "the store must support conditional writes (If-None-Match and If-Match) \
+                         for locks shared by machines"
+                    } else {
+                        FIX_NETWORK
+                    };
+                    report.remote("lock", shown, &m, fix)
+                })?;
+                Ok(LocationLock::releasable(held))
+            }))
+        };
+        start().unwrap_or_else(failed)
+    }
+
+    /// Downloads and verifies the value of type `ty` at `location` (see
+    /// `AsyncResultBackend::fetch`).
+    fn start_fetch(
+        &self,
+        location: &Location,
+        pinned: Option<&PayloadDigest>,
+        ty: ValueType,
+    ) -> BoxFuture<'static, Result<format::Stored, ResultError>> {
+        let start = || {
+            let store = Arc::clone(&self.stores()?.store);
+            let path = self.result_object(location)?;
+            let shown = PathBuf::from(self.shown(&path));
+            let expected = format::Expected::new(&self.serializer, ty);
+            let (location, pinned, report) = (location.clone(), pinned.copied(), self.report());
+            let at = path.clone();
+            let fetching = async move {
+                let got = match store.get_opts(&at, Default::default()).await {
+                    Ok(got) => got,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(ResultError::NotFound { location })
+                    }
+                    Err(e) => return Err(report.store_error("read", &at, &e)),
+                };
+                // The header is checked as soon as it is in, so a refused object's
+                // payload is never fetched (the stream is dropped); the payload is hashed
+                // piece by piece as it comes.
+                let mut incoming = format::Incoming::new(got.meta.size, expected, &shown, pinned)?;
+                let mut stream = got.into_stream();
+                while incoming.wants() > 0 {
+                    match stream.next().await {
+                        Some(Ok(piece)) => incoming.push(&piece)?,
+                        Some(Err(e)) => return Err(report.store_error("read", &at, &e)),
+                        None => break,
+                    }
+                }
+                incoming.finish()
+            };
+            // A download nobody waits for any more is stopped.
+            Ok(self.spawn_io("read", &path, fetching, true))
+        };
+        start().unwrap_or_else(failed)
     }
 
     /// The metadata of every object under `folder` (everything, for `None`).
@@ -561,9 +714,17 @@ impl<S: Serializer> ObjectStoreResult<S> {
 
     /// Deletes `path`; nothing there is not an error.
     fn delete(&self, path: &ObjectPath) -> Result<(), ResultError> {
-        let store = Arc::clone(&self.stores()?.store);
+        wait(self.start_delete(path))
+    }
+
+    /// [`delete`](Self::delete), as a future.
+    fn start_delete(&self, path: &ObjectPath) -> BoxFuture<'static, Result<(), ResultError>> {
+        let store = match self.stores() {
+            Ok(stores) => Arc::clone(&stores.store),
+            Err(e) => return failed(e),
+        };
         let at = path.clone();
-        self.run("remove", path, async move {
+        self.start("remove", path, async move {
             match store.delete(&at).await {
                 Err(object_store::Error::NotFound { .. }) => Ok(()),
                 other => other,
@@ -590,12 +751,161 @@ impl<S: Serializer> ObjectStoreResult<S> {
         future: F,
     ) -> Result<T, ResultError>
     where
-        F: std::future::Future<Output = Result<T, object_store::Error>> + Send + 'static,
+        F: Future<Output = Result<T, object_store::Error>> + Send + 'static,
         T: Send + 'static,
     {
-        bridge::blocking(|| bridge::run(future))
-            .map_err(|message| self.remote(operation, self.shown(object), &message, FIX_NETWORK))?
-            .map_err(|e| self.store_error(operation, object, &e))
+        wait(self.start(operation, object, future))
+    }
+
+    /// Starts `future`, a store call on `object`, on the I/O runtime: its output, the
+    /// store's errors made [`ResultError`]s, as a future that any executor can await
+    /// without blocking (see `bridge::start`).
+    fn start<F, T>(
+        &self,
+        operation: &'static str,
+        object: &ObjectPath,
+        future: F,
+    ) -> BoxFuture<'static, Result<T, ResultError>>
+    where
+        F: Future<Output = Result<T, object_store::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (report, at) = (self.report(), object.clone());
+        let mapped = async move {
+            future
+                .await
+                .map_err(|e| report.store_error(operation, &at, &e))
+        };
+        self.spawn_io(operation, object, mapped, false)
+    }
+
+    /// Starts `future` on the I/O runtime and returns its output as a future that any
+    /// executor can await; a task that cannot start, or that panics, is the remote error
+    /// `operation` on `object` gives. With `abort_on_drop`, the task stops when the
+    /// future is dropped before its end; else it runs on (a write or a lock completes).
+    fn spawn_io<F, T>(
+        &self,
+        operation: &'static str,
+        object: &ObjectPath,
+        future: F,
+        abort_on_drop: bool,
+    ) -> BoxFuture<'static, Result<T, ResultError>>
+    where
+        F: Future<Output = Result<T, ResultError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (report, shown) = (self.report(), self.shown(object));
+        match bridge::start(future) {
+            Ok(joined) => {
+                let joined = if abort_on_drop {
+                    joined.abort_on_drop()
+                } else {
+                    joined
+                };
+                boxed(async move {
+                    joined
+                        .await
+                        .map_err(|m| report.remote(operation, shown, &m, FIX_NETWORK))?
+                })
+            }
+            Err(m) => failed(report.remote(operation, shown, &m, FIX_NETWORK)),
+        }
+    }
+}
+
+/// Waits on this thread for a future of the I/O runtime (see `bridge::blocking`).
+fn wait<T>(future: impl Future<Output = T>) -> T {
+    bridge::blocking(|| bridge::park_on(future))
+}
+
+/// `future`, boxed.
+fn boxed<T>(future: impl Future<Output = T> + Send + 'static) -> BoxFuture<'static, T> {
+    Box::pin(future)
+}
+
+/// A future that fails at once with `e`.
+fn failed<T: Send + 'static>(e: ResultError) -> BoxFuture<'static, Result<T, ResultError>> {
+    Box::pin(std::future::ready(Err(e)))
+}
+
+/// A [`ResultError::Remote`] of the result named `name`, its message redacted.
+fn remote_error(
+    name: &str,
+    secrets: &[String],
+    operation: &'static str,
+    object: String,
+    message: &str,
+    fix: &'static str,
+) -> ResultError {
+    ResultError::Remote(Box::new(RemoteError {
+        store: name.to_owned(),
+        operation,
+        object,
+        message: redact::redact(message, secrets),
+        fix,
+    }))
+}
+
+/// What to do about the store error `e` of `operation`.
+fn fix_for(operation: &'static str, e: &object_store::Error) -> &'static str {
+    match e {
+        // Nothing to write into: the bucket or container does not exist.
+        object_store::Error::NotFound { .. } if operation != "read" => FIX_ACCESS,
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. }
+        | object_store::Error::UnknownConfigurationKey { .. } => FIX_ACCESS,
+        _ => FIX_NETWORK,
+    }
+}
+
+/// `object` as messages show it: under `root`, without the `skip` segments of the
+/// prefix.
+fn shown_object(root: &str, skip: usize, object: &ObjectPath) -> String {
+    let rest: Vec<String> = object
+        .parts()
+        .skip(skip)
+        .map(|p| p.as_ref().to_owned())
+        .collect();
+    format!("{root}/{}", rest.join("/"))
+}
+
+/// What messages about a result's objects need, owned: for the futures that outlive
+/// the call that started them.
+struct Report {
+    name: String,
+    root: String,
+    /// The number of the prefix's segments.
+    skip: usize,
+    secrets: Vec<String>,
+}
+
+impl Report {
+    fn remote(
+        &self,
+        operation: &'static str,
+        object: String,
+        message: &str,
+        fix: &'static str,
+    ) -> ResultError {
+        remote_error(&self.name, &self.secrets, operation, object, message, fix)
+    }
+
+    fn store_error(
+        &self,
+        operation: &'static str,
+        object: &ObjectPath,
+        e: &object_store::Error,
+    ) -> ResultError {
+        self.remote(
+            operation,
+            self.shown(object),
+            &e.to_string(),
+            fix_for(operation, e),
+        )
+    }
+
+    fn shown(&self, object: &ObjectPath) -> String {
+        shown_object(&self.root, self.skip, object)
     }
 }
 
@@ -1115,24 +1425,9 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
         pinned: Option<&PayloadDigest>,
         slot: &mut dyn Slot,
     ) -> Result<(), ResultError> {
-        let store = Arc::clone(&self.stores()?.store);
-        let path = self.result_object(location)?;
-        let shown = PathBuf::from(self.shown(&path));
-        bridge::blocking(|| {
-            let (mut download, len) = self.start_download(store, &path, location)?;
-            let read = format::read_stream_into(
-                &mut download,
-                len,
-                &self.serializer,
-                &shown,
-                pinned,
-                slot,
-            );
-            match (read, download.failed.take()) {
-                (Err(_), Some(e)) => Err(self.store_error("read", &path, &e)),
-                (read, _) => read,
-            }
-        })
+        // The async path's fetch, waited for, then decoded here.
+        let fetching = self.start_fetch(location, pinned, slot.ty());
+        bridge::blocking(|| bridge::park_on(fetching)?.decode(&self.serializer, slot))
     }
 
     fn write_value(
@@ -1197,72 +1492,27 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
     }
 
     fn lock(&self, location: &Location) -> Result<LocationLock, ResultError> {
-        let store = Arc::clone(&self.stores()?.store);
-        let path = self.lock_object(location)?;
-        let handle = StoreHandle {
-            store,
-            path: path.clone(),
-        };
-        let hint = format!("{} `{location}`", self.name);
-        let secrets = self.secrets.clone();
-        let held = bridge::blocking(|| bridge::run(lock::take(handle, self.lease, hint, secrets)))
-            .and_then(|r| r)
-            .map_err(|m| {
-                let fix = if m.contains("conditional")
-                    || m.contains("not implemented")
-                    || m.contains("NotImplemented")
-                {
-                    "the store must support conditional writes (If-None-Match and If-Match) for \
-                     locks shared by machines"
-                } else {
-                    FIX_NETWORK
-                };
-                self.remote("lock", self.shown(&path), &m, fix)
-            })?;
-        Ok(LocationLock::new(held))
+        wait(self.start_lock(location))
     }
 
     fn put_record(&self, key: &str, id: &str, bytes: &[u8]) -> Result<(), ResultError> {
-        let store = Arc::clone(&self.stores()?.store);
-        let path = self.record_object(key, id)?;
-        let payload = PutPayload::from(format::encode_blob(bytes, local::RECORD_KIND));
-        let at = path.clone();
-        self.run("write", &path, async move { store.put(&at, payload).await })
-            .map(|_| ())
+        wait(self.start_put_record(key, id, bytes))
     }
 
     fn get_record(&self, key: &str, id: &str) -> Result<Option<Vec<u8>>, ResultError> {
-        self.get_record_object(self.record_object(key, id)?)
+        wait(self.start_get_record(self.record_object(key, id)))
     }
 
     fn list_records(&self, key: &str) -> Result<Vec<String>, ResultError> {
-        let store = Arc::clone(&self.stores()?.store);
-        let folder = self.record_folder(key)?;
-        let at = folder.clone();
-        let names = self.run("list", &folder, async move {
-            let mut listed = store.list(Some(&at));
-            let mut names = Vec::new();
-            while let Some(meta) = listed.next().await {
-                let meta = meta?;
-                // Only the folder's own objects, not deeper ones.
-                if meta.location.prefix_match(&at).map(|rest| rest.count()) == Some(1) {
-                    if let Some(name) = meta.location.filename() {
-                        names.push(name.to_owned());
-                    }
-                }
-            }
-            Ok(names)
-        })?;
-        let mut ids: Vec<String> = names
-            .iter()
-            .filter_map(|n| n.strip_suffix(".rec").and_then(local::decode_id))
-            .collect();
-        ids.sort();
-        Ok(ids)
+        wait(self.start_list_records(key))
     }
 
     fn remove_record(&self, key: &str, id: &str) -> Result<(), ResultError> {
         self.delete(&self.record_object(key, id)?)
+    }
+
+    fn as_async(&self) -> Option<&dyn AsyncResultBackend> {
+        Some(self)
     }
 
     fn list_entries(&self) -> Result<Vec<ResultEntry>, ResultError> {
@@ -1351,7 +1601,7 @@ impl<S: Serializer> ResultBackend for ObjectStoreResult<S> {
     }
 
     fn read_record_entry(&self, entry: &RecordEntry) -> Result<Option<Vec<u8>>, ResultError> {
-        self.get_record_object(self.record_entry_object(entry)?)
+        wait(self.start_get_record(self.record_entry_object(entry)))
     }
 
     fn remove_record_entry(&self, entry: &RecordEntry) -> Result<(), ResultError> {
