@@ -65,6 +65,12 @@ impl Location {
     /// documentation).
     pub fn new(location: impl Into<String>) -> Result<Self, LocationError> {
         let location = location.into();
+        // Most locations are already in their normal form (every one this library
+        // writes, and every one read back from a record): kept as they are, without
+        // splitting and joining them.
+        if is_normal(&location) {
+            return Ok(Location(location));
+        }
         let fail = |reason| {
             Err(LocationError {
                 location: location.clone(),
@@ -117,6 +123,22 @@ impl Location {
         path.extend(self.0.split('/'));
         path
     }
+}
+
+/// Whether `location` is a valid location in its normal form: components joined by
+/// single `/`, none of them empty, `.`, `..` or a drive prefix, no `\`, no NUL. (What
+/// [`Location::new`] would return unchanged; anything else goes the long way.)
+fn is_normal(location: &str) -> bool {
+    !location.is_empty()
+        && !location.contains(['\\', '\0'])
+        && location.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && !(part.len() >= 2
+                    && part.as_bytes()[1] == b':'
+                    && part.as_bytes()[0].is_ascii_alphabetic())
+        })
 }
 
 impl TryFrom<String> for Location {
