@@ -217,6 +217,12 @@ fn remembered(x: u64, log: &Path) -> u64 {
     x + 1
 }
 
+#[task(checkpoint, target = "async/{x}.bin", result = LocalResult::new("unused"))]
+async fn awaited(x: u64, log: &Path) -> u64 {
+    append(log, "awaited");
+    x * 5
+}
+
 fn lines(log: &Path) -> usize {
     std::fs::read_to_string(log).map_or(0, |s| s.lines().count())
 }
@@ -312,6 +318,32 @@ fn the_seeds_persisting_examples_work_on_every_store() {
             &env,
         ));
         assert_eq!(lines(&log), 3, "{kind:?}: the other process ran the body");
+    }
+}
+
+#[test]
+fn an_async_task_awaits_the_store_on_a_current_thread_runtime() {
+    if !emulators("an_async_task_awaits_the_store_on_a_current_thread_runtime") {
+        return;
+    }
+    // (A blocking wait here would have to run on the runtime's only thread; the I/O
+    // futures run on taskcache's own runtime and are awaited.)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for kind in WRITABLE {
+        let prefix = fresh("async");
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let ctx = Context::current().with_result(store(kind, &prefix));
+        let first = runtime.block_on(ctx.clone().scope_async(awaited::run(3, &log)));
+        assert_eq!(first.value(), Some(&15), "{kind:?}: {first}");
+        assert!(first.persist_error().is_none(), "{kind:?}: {first}");
+        assert!(raw(kind, &prefix, "async/3.bin").starts_with(b"TASKCCH\0"));
+        let second = runtime.block_on(ctx.scope_async(awaited::run(3, &log)));
+        assert!(second.is_cached(), "{kind:?}: {second}");
+        assert_eq!(second.value(), Some(&15));
+        assert_eq!(lines(&log), 1, "{kind:?}: the hit ran the body");
     }
 }
 
