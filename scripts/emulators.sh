@@ -289,7 +289,9 @@ start_all() {
         printf 'export %s=%q\n' "$v" "${!v}" >>"$EMU_DIR/env.sh"
     done
     log "all up in $((SECONDS - t0))s: S3 :$s3_port  Azure :$az_port  GCS :$gcs_port  (logs: $EMU_DIR/*.log, vars: $EMU_DIR/env.sh)"
-    cat "$EMU_DIR/env.sh" >&2
+    # The names only, and the values that are not keys: even an emulator's well-known
+    # development keys stay out of logs.
+    sed -E 's/^(export [A-Z0-9_]*(KEY|SECRET)[A-Z0-9_]*=).*/\1<redacted>/' "$EMU_DIR/env.sh" >&2
 }
 
 # ---------------------------------------------------------------- self-check
