@@ -142,6 +142,62 @@ fn damaged_truncated_and_foreign_objects_are_refused() {
     }
 }
 
+/// A large object this process has verified is not hashed again while its version is
+/// the same; every other version is: rewritten in place with a flipped byte (same size),
+/// truncated, or replaced by another value of the same size.
+#[test]
+fn a_verified_large_object_is_checked_again_once_anything_rewrites_it() {
+    let (store, result) = memory();
+    // (Failures say what, not the millions of numbers.)
+    let refused = |r: Result<Vec<u32>, ResultError>| match r {
+        Ok(v) => panic!("a rewritten object was read as {} numbers", v.len()),
+        Err(e) => assert!(matches!(e, ResultError::Corrupt { .. }), "{e}"),
+    };
+    let same = |r: Result<Vec<u32>, ResultError>, want: &Vec<u32>| {
+        assert!(
+            r.expect("a good object reads") == *want,
+            "read another value"
+        )
+    };
+    let at = Location::new("large/verified.bin").unwrap();
+    let path = "team/cache/large/verified.bin";
+    let value: Vec<u32> = (0..(3u32 << 20) / 4).collect();
+    result.write(&value, &at).unwrap();
+    for _ in 0..2 {
+        same(result.read(&at), &value);
+    }
+    let good = object(&store, path);
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    put(&store, path, flipped);
+    refused(result.read(&at));
+    // The same bytes again (a new version of them): verified, then read.
+    put(&store, path, good.clone());
+    same(result.read(&at), &value);
+    same(result.read(&at), &value);
+    put(&store, path, good[..good.len() - 4].to_vec());
+    refused(result.read(&at));
+    // Another value of the same size, written properly: read as itself.
+    let other: Vec<u32> = value.iter().map(|v| v ^ 7).collect();
+    result.write(&other, &at).unwrap();
+    same(result.read(&at), &other);
+    // A byte vector goes the same way (its bytes land straight in their vector).
+    let bytes_at = Location::new("large/bytes.bin").unwrap();
+    let bytes = vec![5u8; 2 << 20];
+    result.write(&bytes, &bytes_at).unwrap();
+    assert!(result.read::<Vec<u8>>(&bytes_at).unwrap() == bytes);
+    assert!(result.read::<Vec<u8>>(&bytes_at).unwrap() == bytes);
+    let mut flipped = object(&store, "team/cache/large/bytes.bin");
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    put(&store, "team/cache/large/bytes.bin", flipped);
+    match result.read::<Vec<u8>>(&bytes_at) {
+        Ok(v) => panic!("a rewritten object was read as {} bytes", v.len()),
+        Err(e) => assert!(matches!(e, ResultError::Corrupt { .. }), "{e}"),
+    }
+}
+
 #[test]
 fn records_are_stored_listed_and_removed() {
     let (_, result) = memory();

@@ -1021,8 +1021,33 @@ pub(crate) struct Incoming {
     expected: Expected,
     path: std::path::PathBuf,
     pinned: Option<PayloadDigest>,
+    /// The digest this version of the stored value was verified to have (see
+    /// [`trust`](Incoming::trust)).
+    trusted: Option<PayloadDigest>,
     head: [u8; HEADER_LEN],
     state: Receiving,
+}
+
+/// The payload's check as it comes: hashed, or trusted (see [`Incoming::trust`]).
+enum Check {
+    Hash(Box<Sha256>),
+    Trusted,
+}
+
+impl Check {
+    fn update(&mut self, bytes: &[u8]) {
+        if let Check::Hash(hasher) = self {
+            hasher.update(bytes);
+        }
+    }
+
+    /// Whether the payload is the one `header` describes.
+    fn passes(self, header: &Header) -> bool {
+        match self {
+            Check::Hash(hasher) => <[u8; 32]>::from(hasher.finalize()) == header.digest,
+            Check::Trusted => true,
+        }
+    }
 }
 
 /// Where [`Incoming`] is in the stream.
@@ -1040,20 +1065,20 @@ enum Receiving {
     /// A `Vec<u8>`'s `want` bytes, straight into their vector.
     Bytes {
         header: Header,
-        hasher: Sha256,
+        hasher: Check,
         bytes: Vec<u8>,
         want: usize,
     },
     /// A payload of up to [`WHOLE_FILE_MAX`] bytes, held whole.
     Payload {
         header: Header,
-        hasher: Sha256,
+        hasher: Check,
         payload: Vec<u8>,
     },
     /// A larger payload, spilled behind its header to an anonymous temporary file.
     Spill {
         header: Header,
-        hasher: Sha256,
+        hasher: Check,
         file: BufWriter<File>,
     },
 }
@@ -1084,9 +1109,29 @@ impl Incoming {
             expected,
             path: path.to_path_buf(),
             pinned,
+            trusted: None,
             head: [0; HEADER_LEN],
             state: Receiving::Head,
         })
+    }
+
+    /// Says that this very version of the stored value (the same object version, as
+    /// the store identifies it) was verified earlier to hold a payload whose digest is
+    /// `digest`: a header that states that digest is then not checked against a hash of
+    /// the payload again. The header, the length and a pinned digest are checked all
+    /// the same; a header stating another digest is hashed in full.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn trust(&mut self, digest: PayloadDigest) {
+        self.trusted = Some(digest);
+    }
+
+    /// The check of a payload whose header has passed.
+    fn check(&self, header: &Header) -> Check {
+        if self.trusted.is_some_and(|t| t.0 == header.digest) {
+            Check::Trusted
+        } else {
+            Check::Hash(Box::new(Sha256::new()))
+        }
     }
 
     /// How many more bytes the stream should bring.
@@ -1202,7 +1247,7 @@ impl Incoming {
             // Bounded by the stream's real length, checked against the header.
             return Ok(Receiving::Payload {
                 header,
-                hasher: Sha256::new(),
+                hasher: self.check(&header),
                 payload: Vec::with_capacity(header.len as usize),
             });
         }
@@ -1211,7 +1256,7 @@ impl Incoming {
         file.write_all(&self.head).map_err(io_error(temporary()))?;
         Ok(Receiving::Spill {
             header,
-            hasher: Sha256::new(),
+            hasher: self.check(&header),
             file,
         })
     }
@@ -1228,7 +1273,7 @@ impl Incoming {
         }
         let len =
             usize::try_from(len).map_err(|_| corrupt(&self.path, "payload larger than memory"))?;
-        let mut hasher = Sha256::new();
+        let mut hasher = self.check(&header);
         hasher.update(prefix);
         // The length is the store's claim, not bytes at hand: at most 1 GiB is reserved
         // ahead of them (untouched capacity costs nothing), so a hostile claim of
@@ -1269,7 +1314,7 @@ impl Incoming {
                 if bytes.len() != want {
                     return Err(ended_early());
                 }
-                if <[u8; 32]>::from(hasher.finalize()) != header.digest {
+                if !hasher.passes(&header) {
                     return Err(mismatch());
                 }
                 (header, StoredBody::Bytes(bytes))
@@ -1282,7 +1327,7 @@ impl Incoming {
                 if payload.len() as u64 != header.len {
                     return Err(ended_early());
                 }
-                if <[u8; 32]>::from(hasher.finalize()) != header.digest {
+                if !hasher.passes(&header) {
                     return Err(mismatch());
                 }
                 (header, StoredBody::Payload(payload))
@@ -1295,7 +1340,7 @@ impl Incoming {
                 let file = file
                     .into_inner()
                     .map_err(|e| io_error(temporary())(e.into_error()))?;
-                if <[u8; 32]>::from(hasher.finalize()) != header.digest {
+                if !hasher.passes(&header) {
                     return Err(mismatch());
                 }
                 (header, StoredBody::Spilled(file))
@@ -1333,6 +1378,12 @@ enum StoredBody {
 }
 
 impl Stored {
+    /// The digest of the verified payload.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn payload_digest(&self) -> PayloadDigest {
+        PayloadDigest(self.header.digest)
+    }
+
     /// Decodes the value into `slot` with `serializer` (the checksum has passed: it is
     /// not computed again).
     ///

@@ -98,6 +98,50 @@ type Retry = Option<std::convert::Infallible>;
 struct Shared {
     origin: Origin,
     built: OnceLock<Result<Stores, String>>,
+    /// The large objects this process has verified (see [`Verified`]).
+    verified: Verified,
+}
+
+/// The large objects this process has read and verified, by path: the store's version
+/// of each (its ETag, which every write changes: `If-Match` locks rely on the same
+/// rule), its size and its payload's digest. A later read of the same version checks
+/// the header, the length and the digest the header states against these, and does not
+/// hash the payload again, as `LocalResult` does for a file whose identity is
+/// unchanged. Any other version (rewritten, truncated, replaced, even with the same
+/// bytes) is hashed in full. Only objects of at least [`TRUSTED_MIN`] bytes are
+/// remembered, at most [`TRUSTED_MAX`] of them.
+#[derive(Default)]
+struct Verified(std::sync::Mutex<std::collections::HashMap<String, (String, u64, PayloadDigest)>>);
+
+/// The smallest object [`Verified`] remembers: below it hashing costs less than a
+/// lookup matters.
+const TRUSTED_MIN: u64 = 1 << 20;
+
+/// How many objects [`Verified`] remembers (forgotten all at once past that).
+const TRUSTED_MAX: usize = 1024;
+
+impl Verified {
+    /// The digest the payload of this version of `path` was verified to have, if it was.
+    fn digest(&self, path: &ObjectPath, e_tag: Option<&str>, size: u64) -> Option<PayloadDigest> {
+        let e_tag = e_tag?;
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match known.get(path.as_ref()) {
+            Some((tag, len, digest)) if tag == e_tag && *len == size => Some(*digest),
+            _ => None,
+        }
+    }
+
+    /// Remembers that this version of `path` holds a payload whose digest is `digest`.
+    fn remember(&self, path: &ObjectPath, e_tag: Option<String>, size: u64, digest: PayloadDigest) {
+        let Some(e_tag) = e_tag.filter(|_| size >= TRUSTED_MIN) else {
+            return;
+        };
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= TRUSTED_MAX {
+            known.clear();
+        }
+        known.insert(path.to_string(), (e_tag, size, digest));
+    }
 }
 
 /// Results in any `object_store` store.
@@ -256,6 +300,7 @@ impl ObjectStoreResult {
             shared: Arc::new(Shared {
                 origin,
                 built: OnceLock::new(),
+                verified: Verified::default(),
             }),
             prefix,
             name: String::new(),
@@ -366,7 +411,11 @@ impl<S: Serializer> ObjectStoreResult<S> {
         if let Err(e) = edit(&mut origin) {
             let _ = built.set(Err(e));
         }
-        self.shared = Arc::new(Shared { origin, built });
+        self.shared = Arc::new(Shared {
+            origin,
+            built,
+            verified: Verified::default(),
+        });
         self
     }
 
@@ -647,6 +696,7 @@ impl<S: Serializer> ObjectStoreResult<S> {
             let expected = format::Expected::new(&self.serializer, ty);
             let (location, pinned, report) = (location.clone(), pinned.copied(), self.report());
             let at = path.clone();
+            let shared = Arc::clone(&self.shared);
             let fetching = async move {
                 let got = match store.get_opts(&at, Default::default()).await {
                     Ok(got) => got,
@@ -659,6 +709,10 @@ impl<S: Serializer> ObjectStoreResult<S> {
                 // payload is never fetched (the stream is dropped); the payload is hashed
                 // piece by piece as it comes.
                 let mut incoming = format::Incoming::new(got.meta.size, expected, &shown, pinned)?;
+                let (e_tag, size) = (got.meta.e_tag.clone(), got.meta.size);
+                if let Some(digest) = shared.verified.digest(&at, e_tag.as_deref(), size) {
+                    incoming.trust(digest);
+                }
                 let mut stream = got.into_stream();
                 while incoming.wants() > 0 {
                     match stream.next().await {
@@ -667,7 +721,11 @@ impl<S: Serializer> ObjectStoreResult<S> {
                         None => break,
                     }
                 }
-                incoming.finish()
+                let stored = incoming.finish()?;
+                shared
+                    .verified
+                    .remember(&at, e_tag, size, stored.payload_digest());
+                Ok(stored)
             };
             // A download nobody waits for any more is stopped.
             Ok(self.spawn_io("read", &path, fetching, true))
