@@ -1023,10 +1023,11 @@ fn decode_record(
     // when the names agree, else it cannot match on inputs.
     let same_names = record.inputs.len() == names.len()
         && record.inputs.iter().zip(names).all(|((a, _), b)| a == b);
-    let digests: Vec<InputDigest> = if same_names {
+    // (Gathered on the stack: a record of up to two arguments keeps them inline.)
+    let digests: smallvec::SmallVec<[InputDigest; 4]> = if same_names {
         record.inputs.iter().map(|(_, d)| *d).collect()
     } else {
-        vec![InputDigest([0; 32]); names.len()]
+        smallvec::smallvec![InputDigest([0; 32]); names.len()]
     };
     let parameters = Parameters::from_map(
         record
@@ -1039,7 +1040,7 @@ fn decode_record(
     Some((
         Cached {
             expiration: record.expiration,
-            hashed_inputs: HashedInputs::new(names, digests),
+            hashed_inputs: HashedInputs::copied(names, &digests),
             parameters,
             cache_key: Cow::Borrowed(key),
             created: record.created,

@@ -22,7 +22,7 @@ use crate::result::{Location, LocationLock, ResultBackend};
 use crate::state::{
     panic_message, Cached, Failure, HashedInputs, Output, State, StateKind, StateRecord,
 };
-use crate::store::{Entry, Join, KeyCache, Lookup, MissReason};
+use crate::store::{Entry, ExactMiss, Join, KeyCache, Lookup, MissReason};
 use crate::task::TaskSpec;
 use crate::template::RenderError;
 use crate::validators::CacheValidator;
@@ -420,16 +420,25 @@ impl<T> Ended<T> {
 }
 
 /// The short way a call takes, if any (see [`TaskRun::output`]).
-enum Quick<T> {
+enum Quick<'s, T> {
     /// Served from memory.
     Hit(T),
     /// Nothing to cache, retry or persist: run the body in the caller's context.
     Plain,
     /// Not in memory for exactly these inputs, for a task that caches in memory only
     /// and has nothing to retry: the lean way ([`TaskRun::run_lean_miss`]).
-    Miss(InputKey),
+    Miss(LeanMiss<'s>),
     /// The full way (with the key of all the inputs when it was made on the way).
     Full(Option<InputKey>),
+}
+
+/// What the short way's lookup found out on a miss, for the lean way to go on from.
+struct LeanMiss<'s> {
+    inputs: InputKey,
+    key: Cow<'s, Arc<KeyCache>>,
+    /// When it looked (the clock of the context it read).
+    now: i128,
+    miss: ExactMiss,
 }
 
 /// What the cache check decided.
@@ -601,7 +610,7 @@ where
             Quick::Hit(value) => value,
             // (The fields, not the whole call, are moved on: a plain call is a few ns.)
             Quick::Plain => Self::run_plain(self.spec, self.classify, self.inputs, body),
-            Quick::Miss(inputs) => self.run_lean_miss(inputs, body),
+            Quick::Miss(lean) => self.run_lean_miss(lean, body),
             Quick::Full(key) => {
                 let mut run = self;
                 run.known_key = key;
@@ -621,7 +630,7 @@ where
     }
 
     /// Which short way, if any, this call can take (see [`output`](Self::output)).
-    fn quick(&self) -> Quick<T> {
+    fn quick(&self) -> Quick<'s, T> {
         let spec = self.spec;
         let Some(caching) = &self.output_caching else {
             let plain = spec.cache_for().is_none()
@@ -658,7 +667,8 @@ where
         let Ok(inputs) = self.all_key() else {
             return Quick::Full(None);
         };
-        match (caching.get)(&key, &inputs, now) {
+        let mut miss = ExactMiss::default();
+        match (caching.get)(&key, &inputs, now, &mut miss) {
             Some(value) => {
                 tracing::debug!(
                     task = spec.name(),
@@ -673,7 +683,12 @@ where
                 && spec.max_retries() == 0
                 && spec.trigger().is_plain() =>
             {
-                Quick::Miss(inputs)
+                Quick::Miss(LeanMiss {
+                    inputs,
+                    key,
+                    now,
+                    miss,
+                })
             }
             None => Quick::Full(Some(inputs)),
         }
@@ -748,44 +763,63 @@ where
     /// log events as the full way, without a context of its own (the body runs in a
     /// [`TaskFrame`], its flight held in a [`HeldFrame`]) and without the digest of all
     /// the inputs, which only persisted records use.
-    fn run_lean_miss(self, inputs: InputKey, mut body: impl FnMut(I) -> T) -> T {
+    fn run_lean_miss(self, lean: LeanMiss<'s>, mut body: impl FnMut(I) -> T) -> T {
         let spec = self.spec;
         let Some(caching) = &self.output_caching else {
             return self.run_observed(body, false).into_output();
         };
         let validator = spec.cache_validator();
-        // What the context says, read and let go of before the cache is touched (an
-        // output dropped there may run any code, a scope or a task call included).
+        let inputs = lean.inputs;
+        // The short way's lookup is the first: its key cache, its time and why it
+        // missed. After waiting for another run's flight, the context and the cache are
+        // read again.
+        let mut first = Some(lean);
         let (key, reason, flight, cache, parameters) = loop {
-            let (key, cache, now, parameters, holder) = Context::with_current(|ctx| {
-                let (key, now, parameters) = match ctx {
-                    Some(c) => (key_cache_ref(spec, c), c.clock.now_nanos(), c.parameters()),
-                    None => (
-                        global_key_cache(spec),
-                        Clock::system().now_nanos(),
-                        Parameters::none_ref(),
-                    ),
+            // What the context says, read and let go of before the cache is touched (an
+            // output dropped there may run any code, a scope or a task call included).
+            let (looked, cache, parameters, holder) = Context::with_current(|ctx| {
+                let looked = match first.take() {
+                    Some(l) => (l.key, l.now, Some(l.miss)),
+                    None => match ctx {
+                        Some(c) => (key_cache_ref(spec, c), c.clock.now_nanos(), None),
+                        None => (global_key_cache(spec), Clock::system().now_nanos(), None),
+                    },
                 };
-                let what = Holding::Flight(Arc::as_ptr(&key) as usize, inputs);
+                let parameters = match ctx {
+                    Some(c) => c.parameters(),
+                    None => Parameters::none_ref(),
+                };
+                let what = Holding::Flight(Arc::as_ptr(&looked.0) as usize, inputs);
                 let holder = crate::context::holder_here(ctx, &what);
                 let cache = ctx.and_then(|c| c.cache.clone());
-                (key.into_owned(), cache, now, parameters.clone(), holder)
+                (looked, cache, parameters.clone(), holder)
             });
-            // Looked up again the validator's way: an expired output is dropped, and
-            // the miss says why.
-            let reason =
-                match (caching.find)(&key, &validator, Some(&inputs), None, &parameters, now) {
-                    Lookup::Hit(value, _) => {
-                        tracing::debug!(
-                            task = spec.name(),
-                            state = "Cached",
-                            cache_key = spec.cache_key(),
-                            "cache hit"
-                        );
-                        return value;
+            let (key, now, missed) = looked;
+            let reason = match missed {
+                // (`get_exact` counts as `find` does for a validator of equal inputs.)
+                Some(miss) => {
+                    if miss.expired > 0 {
+                        key.prune_expired(now);
                     }
-                    Lookup::Miss(reason) => reason,
-                };
+                    miss.reason(validator.name())
+                }
+                // Looked up again the validator's way: an expired output is dropped,
+                // and the miss says why.
+                None => {
+                    match (caching.find)(&key, &validator, Some(&inputs), None, &parameters, now) {
+                        Lookup::Hit(value, _) => {
+                            tracing::debug!(
+                                task = spec.name(),
+                                state = "Cached",
+                                cache_key = spec.cache_key(),
+                                "cache hit"
+                            );
+                            return value;
+                        }
+                        Lookup::Miss(reason) => reason,
+                    }
+                }
+            };
             let what = Holding::Flight(Arc::as_ptr(&key) as usize, inputs);
             let flight = if runs_without(spec, holder, &what) {
                 None

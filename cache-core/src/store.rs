@@ -12,9 +12,9 @@
 
 use crate::hash::InputKey;
 use crate::parameters::Parameters;
+use crossbeam_utils::sync::ShardedLock;
 use crate::state::{Cached, HashedInputs};
 use crate::validators::CacheValidator;
-use crossbeam_utils::sync::ShardedLock;
 use hashbrown::HashTable;
 use std::any::Any;
 use std::collections::HashMap;
@@ -495,6 +495,27 @@ fn fingerprint(seed: &foldhash::fast::RandomState, key: &InputKey) -> u64 {
     }
 }
 
+/// Why [`KeyCache::get_exact`] found nothing: the candidates for exactly these inputs
+/// that had expired or held another type's output.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ExactMiss {
+    pub(crate) expired: usize,
+    pub(crate) other_type: usize,
+}
+
+impl ExactMiss {
+    /// The miss reason the validator named `validator` gives for it, as
+    /// [`KeyCache::find`] would.
+    pub(crate) fn reason(self, validator: &'static str) -> MissReason {
+        MissReason {
+            validator,
+            expired: self.expired,
+            other_type: self.other_type,
+            ..MissReason::default()
+        }
+    }
+}
+
 /// Why no cached output served a call: what `State::miss_reason` gives and a miss's log
 /// event says.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -667,16 +688,38 @@ impl KeyCache {
     }
 
     /// The value of the first valid candidate for exactly these inputs under a
-    /// validator that needs all of them equal, cloned out: the whole of a hit, and
-    /// nothing on a miss (the caller then takes the full path, which says why).
-    pub(crate) fn get_exact<T: Clone + 'static>(&self, inputs: &InputKey, now: i128) -> Option<T> {
+    /// validator that needs all of them equal, cloned out: the whole of a hit. On a
+    /// miss, `miss` counts the candidates for these inputs as [`find`](Self::find)
+    /// would (an `all_inputs` miss then needs no second lookup to say why; an out
+    /// parameter, so that a hit returns in registers).
+    pub(crate) fn get_exact<T: Clone + 'static>(
+        &self,
+        inputs: &InputKey,
+        now: i128,
+        miss: &mut ExactMiss,
+    ) -> Option<T> {
         let candidates = read_shard(&self.candidates);
-        let entry = candidates
-            .with_fingerprint(self.fingerprint(inputs))
-            .find(|e| e.inputs == *inputs && !e.is_expired(now))?;
-        let value = entry.value.downcast_ref::<T>()?.clone();
-        entry.touch(now);
-        Some(value)
+        let fp = self.fingerprint(inputs);
+        let found = candidates.with_fingerprint(fp).find_map(|e| {
+            (e.inputs == *inputs && !e.is_expired(now))
+                .then(|| e.value.downcast_ref::<T>().map(|v| (e, v.clone())))
+                .flatten()
+        });
+        if let Some((entry, value)) = found {
+            entry.touch(now);
+            return Some(value);
+        }
+        // A miss: why, counted apart from the hit's way.
+        for entry in candidates.with_fingerprint(fp) {
+            if entry.inputs == *inputs {
+                if entry.is_expired(now) {
+                    miss.expired += 1;
+                } else {
+                    miss.other_type += 1;
+                }
+            }
+        }
+        None
     }
 
     /// The number of candidates (expired ones not yet pruned included).
@@ -753,7 +796,7 @@ impl KeyCache {
     }
 
     /// Removes expired candidates (after a lookup that met some).
-    fn prune_expired(&self, now: i128) {
+    pub(crate) fn prune_expired(&self, now: i128) {
         let gone = write(&self.candidates).remove_where(|e| e.is_expired(now), &self.seed);
         self.released(&gone);
     }
@@ -809,7 +852,9 @@ impl KeyCache {
             }
         }
         c.push(entry, &self.seed);
-        let sweep = c.len >= c.sweep_at;
+        // (A fresh key's first sweep comes at 64 outputs, as every later one comes at
+        // twice the outputs the last left, at least 64.)
+        let sweep = c.len >= c.sweep_at.max(64);
         // (What went is dropped once the lock is released: an output's `Drop` may do
         // anything, a task call included.)
         drop(c);
@@ -1034,7 +1079,7 @@ mod tests {
         assert_eq!(key.len(), 20);
         assert!(read_shard(&key.candidates).slots.len() < 320);
         for x in 0..320u64 {
-            let got = key.get_exact::<u64>(&key_of(x), soon);
+            let got = key.get_exact::<u64>(&key_of(x), soon, &mut ExactMiss::default());
             assert_eq!(got, (x >= 300).then_some(x), "output {x} after the rebuild");
         }
         // Freed slots are reused, and every output is found by its own inputs.
@@ -1042,7 +1087,10 @@ mod tests {
             key.insert(entry(x, late), soon, None);
         }
         for x in (300..320).chain(1_000..1_200) {
-            assert_eq!(key.get_exact::<u64>(&key_of(x), soon), Some(x));
+            assert_eq!(
+                key.get_exact::<u64>(&key_of(x), soon, &mut ExactMiss::default()),
+                Some(x)
+            );
         }
         // The clock evicts, one at a time, until none is left; lookups stay exact.
         let mut left = key.len();
@@ -1051,7 +1099,10 @@ mod tests {
             assert_eq!(key.len(), left);
         }
         assert_eq!(left, 0);
-        assert_eq!(key.get_exact::<u64>(&key_of(1_000), soon), None);
+        assert_eq!(
+            key.get_exact::<u64>(&key_of(1_000), soon, &mut ExactMiss::default()),
+            None
+        );
     }
 
     #[test]
@@ -1061,11 +1112,17 @@ mod tests {
             key.insert(entry(x, i128::MAX), 0, None);
         }
         // Output 0 is served after it was stored: the hand passes it once.
-        assert_eq!(key.get_exact::<u64>(&key_of(0), 10_000_000), Some(0));
-        assert!(key.evict_one());
-        assert_eq!(key.get_exact::<u64>(&key_of(0), 10_000_000), Some(0));
         assert_eq!(
-            key.get_exact::<u64>(&key_of(1), 10_000_000),
+            key.get_exact::<u64>(&key_of(0), 10_000_000, &mut ExactMiss::default()),
+            Some(0)
+        );
+        assert!(key.evict_one());
+        assert_eq!(
+            key.get_exact::<u64>(&key_of(0), 10_000_000, &mut ExactMiss::default()),
+            Some(0)
+        );
+        assert_eq!(
+            key.get_exact::<u64>(&key_of(1), 10_000_000, &mut ExactMiss::default()),
             None,
             "1 went first"
         );
@@ -1084,7 +1141,7 @@ mod tests {
             "holes do not outnumber outputs 3 to 1"
         );
         let kept = (0..10_000u64)
-            .filter(|&x| key.get_exact::<u64>(&key_of(x), 0) == Some(x))
+            .filter(|&x| key.get_exact::<u64>(&key_of(x), 0, &mut ExactMiss::default()) == Some(x))
             .count();
         assert_eq!(kept, 100);
     }
@@ -1098,7 +1155,10 @@ mod tests {
         key.remove_inputs(&key_of(7));
         assert_eq!(key.len(), 49);
         for x in 0..50u64 {
-            assert_eq!(key.get_exact::<u64>(&key_of(x), 0), (x != 7).then_some(x));
+            assert_eq!(
+                key.get_exact::<u64>(&key_of(x), 0, &mut ExactMiss::default()),
+                (x != 7).then_some(x)
+            );
         }
     }
 }

@@ -392,7 +392,7 @@ impl<R: CacheableOutput> CachedValue<R> {
             find: |key, validator, all, each, parameters, now| {
                 key.find::<R>(validator, all, each, parameters, now)
             },
-            get: |key, inputs, now| key.get_exact::<R>(inputs, now),
+            get: |key, inputs, now, miss| key.get_exact::<R>(inputs, now, miss),
             erase: |v| Box::new(v.clone()),
         }
     }
@@ -409,7 +409,8 @@ pub(crate) type FindCached<R> = fn(
 ) -> Lookup<R>;
 
 /// A hit on exactly these inputs ([`KeyCache::get_exact`]'s arguments).
-pub(crate) type GetExact<R> = fn(&KeyCache, &InputKey, i128) -> Option<R>;
+pub(crate) type GetExact<R> =
+    fn(&KeyCache, &InputKey, i128, &mut crate::store::ExactMiss) -> Option<R>;
 
 /// What the cache holds in place of a value it must never serve (an `Err`, which is
 /// never offered to it): no task's output type, so no lookup ever matches it.
@@ -441,7 +442,7 @@ impl<T, E> CachedAsSuccess for &OutputType<Result<T, E>> {
                 Lookup::Hit(t, cached) => Lookup::Hit(Ok(t), cached),
                 Lookup::Miss(reason) => Lookup::Miss(reason),
             },
-            get: |key, inputs, now| key.get_exact::<T>(inputs, now).map(Ok),
+            get: |key, inputs, now, miss| key.get_exact::<T>(inputs, now, miss).map(Ok),
             erase: |r| match r {
                 Ok(t) => Box::new(t.clone()),
                 Err(_) => Box::new(NotCached),
