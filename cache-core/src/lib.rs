@@ -17,6 +17,7 @@ pub mod parameters;
 pub mod persist;
 mod replay;
 pub mod result;
+mod sharded;
 pub mod state;
 pub mod state_store;
 pub mod store;

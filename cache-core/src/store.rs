@@ -12,7 +12,7 @@
 
 use crate::hash::InputKey;
 use crate::parameters::Parameters;
-use crossbeam_utils::sync::ShardedLock;
+use crate::sharded::{ReadGuard, ShardedRw, WriteGuard};
 use crate::state::{Cached, HashedInputs};
 use crate::validators::CacheValidator;
 use hashbrown::HashTable;
@@ -300,7 +300,7 @@ impl Entry {
 /// takes every shard).
 #[derive(Default)]
 pub(crate) struct KeyCache {
-    candidates: ShardedLock<Candidates>,
+    candidates: ShardedRw<Candidates>,
     flights: Mutex<HashMap<u64, InFlight, BuildFingerprint>>,
     usage: Arc<Usage>,
     /// Seeds the fingerprints of exact keys, per key: inputs chosen to collide in one
@@ -734,7 +734,7 @@ impl KeyCache {
 
     fn with_usage(usage: Arc<Usage>) -> Self {
         KeyCache {
-            candidates: ShardedLock::default(),
+            candidates: ShardedRw::default(),
             flights: Mutex::default(),
             usage,
             seed: foldhash::fast::RandomState::default(),
@@ -1033,12 +1033,12 @@ fn write_keys<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn read_shard<T>(lock: &ShardedLock<T>) -> crossbeam_utils::sync::ShardedLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
+fn read_shard<T: Default>(lock: &ShardedRw<T>) -> ReadGuard<'_, T> {
+    lock.read()
 }
 
-fn write<T>(lock: &ShardedLock<T>) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
+fn write<T: Default>(lock: &ShardedRw<T>) -> WriteGuard<'_, T> {
+    lock.write()
 }
 
 #[cfg(test)]
