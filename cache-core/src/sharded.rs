@@ -12,9 +12,9 @@
 //! shard, takes the clones out, so that the one left is the only one and can be
 //! changed in place, and puts clones back.
 
+use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// How many shards every lock has: the processors, rounded up to a power of two (a
 /// shard is then picked with a mask), at most eight (crossbeam's count).
@@ -28,14 +28,44 @@ fn shard_count() -> usize {
     })
 }
 
-/// This thread's number: threads take numbers in turn as they first read a lock, so
-/// that two threads started one after the other never share a shard.
+/// This thread's number: the lowest that no other living thread holds, taken when the
+/// thread first reads a lock and given back when it ends (as crossbeam numbers its
+/// threads). Two threads reading at once then have different numbers, and with as many
+/// shards as processors, different shards: numbers handed out in turn and never reused
+/// would put two threads on one shard whenever a thread that came between them had
+/// ended.
 fn this_thread() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    /// The numbers given back, and the next never handed out.
+    static NUMBERS: Mutex<(BTreeSet<usize>, usize)> = Mutex::new((BTreeSet::new(), 0));
+
+    struct Number(usize);
+
+    impl Number {
+        fn take() -> Number {
+            let mut numbers = NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
+            let (free, next) = &mut *numbers;
+            match free.pop_first() {
+                Some(n) => Number(n),
+                None => {
+                    *next += 1;
+                    Number(*next - 1)
+                }
+            }
+        }
     }
-    MINE.with(|n| *n)
+
+    impl Drop for Number {
+        fn drop(&mut self) {
+            let mut numbers = NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
+            numbers.0.insert(self.0);
+        }
+    }
+
+    thread_local! {
+        static MINE: Number = Number::take();
+    }
+    // (A thread whose number is already gone, during its own exit, reads shard 0.)
+    MINE.try_with(|n| n.0).unwrap_or(0)
 }
 
 /// A value behind one read lock per shard (see the module's documentation).
@@ -99,8 +129,8 @@ impl<T: Default> ShardedRw<T> {
             }
         }
         WriteGuard {
-            guards,
             value: value.unwrap_or_default(),
+            guards,
             spare: None,
         }
     }
@@ -121,9 +151,11 @@ impl<T> Deref for ReadGuard<'_, T> {
 
 /// Write access to a [`ShardedRw`]'s value; the shards get it back when dropped.
 pub(crate) struct WriteGuard<'a, T: Default> {
-    guards: smallvec::SmallVec<[RwLockWriteGuard<'a, Option<Arc<T>>>; 8]>,
-    /// The value, its only reference while the guard lives.
+    /// The value, its only reference while the guard lives. (Declared before `guards`,
+    /// so dropped before them: the next writer, once the shards are unlocked, must find
+    /// no reference but the shards' own, or its write would go to `spare`.)
     value: Arc<T>,
+    guards: smallvec::SmallVec<[RwLockWriteGuard<'a, Option<Arc<T>>>; 8]>,
     /// Where writes would go were `value` shared after all, which the write lock rules
     /// out: never made in practice, it keeps this code free of a panic path.
     spare: Option<T>,
@@ -185,19 +217,55 @@ mod tests {
     }
 
     #[test]
+    fn threads_reading_at_once_have_different_numbers() {
+        let here = this_thread();
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(this_thread).join().unwrap();
+            let b = s.spawn(this_thread).join().unwrap();
+            (a, b)
+        });
+        // (Other tests' threads take numbers meanwhile: only what holds whatever they
+        // do is checked.)
+        assert_ne!(a, here);
+        assert_ne!(b, here);
+        // Three threads alive at once: three numbers.
+        let all_in = std::sync::Barrier::new(3);
+        let numbers: Vec<usize> = std::thread::scope(|s| {
+            let held: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let n = this_thread();
+                        all_in.wait();
+                        n
+                    })
+                })
+                .collect();
+            held.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = numbers.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 3, "{numbers:?}");
+        assert!(!numbers.contains(&here));
+    }
+
+    #[test]
     fn readers_and_writers_on_many_threads_agree() {
         let lock = Arc::new(ShardedRw::<Vec<u64>>::default());
+        // All four start together, so that writes overlap.
+        let start = Arc::new(std::sync::Barrier::new(4));
         let threads: Vec<_> = (0..4u64)
             .map(|t| {
-                let lock = Arc::clone(&lock);
+                let (lock, start) = (Arc::clone(&lock), Arc::clone(&start));
                 std::thread::spawn(move || {
-                    for i in 0..2_000 {
+                    start.wait();
+                    for i in 0..20_000 {
                         if i % 4 == 0 {
                             lock.write().push(t);
                         } else {
                             // A reader never sees a half-made value.
                             let r = lock.read();
-                            assert!(r.len() <= 2_000);
+                            assert!(r.len() <= 20_000);
                         }
                     }
                 })
@@ -206,6 +274,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(lock.read().len(), 2_000);
+        // (A write lost to a second reference would show here.)
+        assert_eq!(lock.read().len(), 20_000);
     }
 }
