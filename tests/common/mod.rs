@@ -70,7 +70,9 @@ pub fn append(log: &Path, line: &str) {
         .append(true)
         .open(log)
         .unwrap();
-    writeln!(f, "{line}").unwrap();
+    // One write: `writeln!` writes the line and its newline apart, and a process
+    // killed between the two left a line without its end, which the next line joined.
+    f.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
 /// The lines of the side file `log` (none when it does not exist yet).
