@@ -1021,31 +1021,84 @@ pub(crate) struct Incoming {
     expected: Expected,
     path: std::path::PathBuf,
     pinned: Option<PayloadDigest>,
-    /// The digest this version of the stored value was verified to have (see
-    /// [`trust`](Incoming::trust)).
-    trusted: Option<PayloadDigest>,
+    /// The digest and payload CRC-64 this version of the stored value was verified to
+    /// have (see [`trust`](Incoming::trust)).
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    trusted: Option<(PayloadDigest, u64)>,
+    /// Whether to take a CRC-64 of the payload beside its hash, to remember.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    crc: bool,
     head: [u8; HEADER_LEN],
     state: Receiving,
 }
 
-/// The payload's check as it comes: hashed, or trusted (see [`Incoming::trust`]).
+/// The payload's check as it comes: its SHA-256 (with, for an object store, a CRC-64
+/// to remember beside it), or, for a version verified before (see
+/// [`Incoming::trust`]), a CRC-64 compared with the one taken then.
 enum Check {
-    Hash(Box<Sha256>),
-    Trusted,
+    Hash(Box<Sha256>, Option<Crc>),
+    #[cfg(feature = "object-store")]
+    Trusted(Crc, u64),
+}
+
+/// A CRC-64 of a payload as it comes (object stores only).
+#[cfg(feature = "object-store")]
+struct Crc(crc_fast::Digest);
+
+#[cfg(feature = "object-store")]
+impl Crc {
+    fn new() -> Self {
+        Crc(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme))
+    }
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn value(&self) -> u64 {
+        self.0.finalize()
+    }
+}
+
+/// No CRC without object stores.
+#[cfg(not(feature = "object-store"))]
+enum Crc {}
+
+#[cfg(not(feature = "object-store"))]
+impl Crc {
+    fn update(&mut self, _: &[u8]) {
+        match *self {}
+    }
+    fn value(&self) -> u64 {
+        match *self {}
+    }
 }
 
 impl Check {
     fn update(&mut self, bytes: &[u8]) {
-        if let Check::Hash(hasher) = self {
-            hasher.update(bytes);
+        match self {
+            Check::Hash(hasher, crc) => {
+                hasher.update(bytes);
+                if let Some(crc) = crc {
+                    crc.update(bytes);
+                }
+            }
+            #[cfg(feature = "object-store")]
+            Check::Trusted(crc, _) => crc.update(bytes),
         }
     }
 
-    /// Whether the payload is the one `header` describes.
-    fn passes(self, header: &Header) -> bool {
+    /// Whether the payload is the one `header` describes; with the CRC-64 it has, when
+    /// one was taken.
+    fn passes(self, header: &Header) -> (bool, Option<u64>) {
         match self {
-            Check::Hash(hasher) => <[u8; 32]>::from(hasher.finalize()) == header.digest,
-            Check::Trusted => true,
+            Check::Hash(hasher, crc) => (
+                <[u8; 32]>::from(hasher.finalize()) == header.digest,
+                crc.map(|c| c.value()),
+            ),
+            #[cfg(feature = "object-store")]
+            Check::Trusted(crc, expected) => {
+                let got = crc.value();
+                (got == expected, Some(got))
+            }
         }
     }
 }
@@ -1110,28 +1163,43 @@ impl Incoming {
             path: path.to_path_buf(),
             pinned,
             trusted: None,
+            crc: false,
             head: [0; HEADER_LEN],
             state: Receiving::Head,
         })
     }
 
+    /// Takes a CRC-64 of the payload beside its SHA-256, for [`Stored::crc`].
+    #[cfg(feature = "object-store")]
+    pub(crate) fn with_crc(&mut self) {
+        self.crc = true;
+    }
+
     /// Says that this very version of the stored value (the same object version, as
     /// the store identifies it) was verified earlier to hold a payload whose digest is
-    /// `digest`: a header that states that digest is then not checked against a hash of
-    /// the payload again. The header, the length and a pinned digest are checked all
-    /// the same; a header stating another digest is hashed in full.
+    /// `digest` and whose CRC-64 is `crc`: a header that states that digest then has
+    /// its payload checked against the CRC-64 (damage in transit or at rest still
+    /// shows) instead of being hashed again. The header, the length and a pinned digest
+    /// are checked all the same; a header stating another digest is hashed in full.
     #[cfg(feature = "object-store")]
-    pub(crate) fn trust(&mut self, digest: PayloadDigest) {
-        self.trusted = Some(digest);
+    pub(crate) fn trust(&mut self, digest: PayloadDigest, crc: u64) {
+        self.trusted = Some((digest, crc));
     }
 
     /// The check of a payload whose header has passed.
+    #[cfg_attr(not(feature = "object-store"), allow(unused_variables))]
     fn check(&self, header: &Header) -> Check {
-        if self.trusted.is_some_and(|t| t.0 == header.digest) {
-            Check::Trusted
-        } else {
-            Check::Hash(Box::new(Sha256::new()))
+        #[cfg(feature = "object-store")]
+        if let Some((digest, crc)) = self.trusted {
+            if digest.0 == header.digest {
+                return Check::Trusted(Crc::new(), crc);
+            }
         }
+        #[cfg(feature = "object-store")]
+        let crc = self.crc.then(Crc::new);
+        #[cfg(not(feature = "object-store"))]
+        let crc = None;
+        Check::Hash(Box::new(Sha256::new()), crc)
     }
 
     /// How many more bytes the stream should bring.
@@ -1303,7 +1371,7 @@ impl Incoming {
         if self.received < self.len {
             return Err(ended_early());
         }
-        let (header, body) = match self.state {
+        let (header, crc, body) = match self.state {
             Receiving::Head | Receiving::Prefix { .. } => return Err(ended_early()),
             Receiving::Bytes {
                 header,
@@ -1314,10 +1382,11 @@ impl Incoming {
                 if bytes.len() != want {
                     return Err(ended_early());
                 }
-                if !hasher.passes(&header) {
+                let (passed, crc) = hasher.passes(&header);
+                if !passed {
                     return Err(mismatch());
                 }
-                (header, StoredBody::Bytes(bytes))
+                (header, crc, StoredBody::Bytes(bytes))
             }
             Receiving::Payload {
                 header,
@@ -1327,10 +1396,11 @@ impl Incoming {
                 if payload.len() as u64 != header.len {
                     return Err(ended_early());
                 }
-                if !hasher.passes(&header) {
+                let (passed, crc) = hasher.passes(&header);
+                if !passed {
                     return Err(mismatch());
                 }
-                (header, StoredBody::Payload(payload))
+                (header, crc, StoredBody::Payload(payload))
             }
             Receiving::Spill {
                 header,
@@ -1340,14 +1410,16 @@ impl Incoming {
                 let file = file
                     .into_inner()
                     .map_err(|e| io_error(temporary())(e.into_error()))?;
-                if !hasher.passes(&header) {
+                let (passed, crc) = hasher.passes(&header);
+                if !passed {
                     return Err(mismatch());
                 }
-                (header, StoredBody::Spilled(file))
+                (header, crc, StoredBody::Spilled(file))
             }
         };
         Ok(Stored {
             header,
+            crc,
             len: self.len,
             expected: self.expected,
             path: self.path,
@@ -1360,6 +1432,9 @@ impl Incoming {
 /// pinned digest), not yet decoded.
 pub(crate) struct Stored {
     header: Header,
+    /// The payload's CRC-64, when one was taken ([`Incoming::with_crc`]).
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    crc: Option<u64>,
     /// The stored length, header included.
     len: u64,
     expected: Expected,
@@ -1378,10 +1453,10 @@ enum StoredBody {
 }
 
 impl Stored {
-    /// The digest of the verified payload.
+    /// The digest of the verified payload, and its CRC-64 when one was taken.
     #[cfg(feature = "object-store")]
-    pub(crate) fn payload_digest(&self) -> PayloadDigest {
-        PayloadDigest(self.header.digest)
+    pub(crate) fn verified(&self) -> (PayloadDigest, Option<u64>) {
+        (PayloadDigest(self.header.digest), self.crc)
     }
 
     /// Decodes the value into `slot` with `serializer` (the checksum has passed: it is
@@ -1554,6 +1629,46 @@ mod tests {
             assert_eq!(&prefix[..n], &reference[..], "{len}");
             assert_eq!(bincode_len_size(prefix[0]), Some(n));
             assert_eq!(parse_bincode_len(&prefix[..n]), len);
+        }
+    }
+
+    /// A version trusted by its ETag is still checked, against the CRC-64 taken when
+    /// its SHA-256 was verified: bytes damaged under an unchanged ETag are refused.
+    #[cfg(feature = "object-store")]
+    #[test]
+    fn a_trusted_version_is_still_checked_against_its_crc() {
+        use crate::ResultBackendExt;
+        let dir = tempfile::tempdir().unwrap();
+        let at = taskcache_core::result::Location::new("v.bin").unwrap();
+        let value: Vec<u32> = (0..100_000).collect();
+        crate::LocalResult::new(dir.path())
+            .write(&value, &at)
+            .unwrap();
+        let good = std::fs::read(dir.path().join("v.bin")).unwrap();
+        let incoming = |bytes: &[u8]| {
+            let ty = ValueType::of::<Vec<u32>>();
+            let expected = Expected::new(&BincodeSerializer, ty);
+            Incoming::new(bytes.len() as u64, expected, Path::new("v.bin"), None).unwrap()
+        };
+        // The first read hashes, and takes the CRC to remember.
+        let mut first = incoming(&good);
+        first.with_crc();
+        first.push(&good).unwrap();
+        let (digest, crc) = first.finish().unwrap().verified();
+        let crc = crc.expect("a CRC was asked for");
+        let again = |bytes: &[u8]| {
+            let mut i = incoming(bytes);
+            i.trust(digest, crc);
+            i.push(bytes).and_then(|()| i.finish()).map(|_| ())
+        };
+        again(&good).expect("the same bytes pass");
+        for at in [HEADER_LEN + 3, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            match again(&bad) {
+                Err(ResultError::Corrupt { .. }) => {}
+                other => panic!("a flipped byte at {at} gave {other:?}"),
+            }
         }
     }
 

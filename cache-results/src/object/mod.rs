@@ -103,15 +103,24 @@ struct Shared {
 }
 
 /// The large objects this process has read and verified, by path: the store's version
-/// of each (its ETag, which every write changes: `If-Match` locks rely on the same
-/// rule), its size and its payload's digest. A later read of the same version checks
-/// the header, the length and the digest the header states against these, and does not
-/// hash the payload again, as `LocalResult` does for a file whose identity is
-/// unchanged. Any other version (rewritten, truncated, replaced, even with the same
-/// bytes) is hashed in full. Only objects of at least [`TRUSTED_MIN`] bytes are
-/// remembered, at most [`TRUSTED_MAX`] of them.
+/// of each (its ETag, which changes whenever the content does), its size, its payload's
+/// SHA-256 and the CRC-64 taken beside it. A later read of the same version checks the
+/// header, the length and that the header states that digest, and checks the payload
+/// against the CRC-64 instead of hashing it again (a fraction of the work): damage in
+/// transit or at rest, or an ETag that stayed the same over other content, still shows,
+/// as a CRC mismatch. Any other version is hashed in full. Only objects of at least
+/// [`TRUSTED_MIN`] bytes are remembered, at most [`TRUSTED_MAX`] of them, and only by a
+/// strong ETag (a weak one, `W/…`, says nothing of the bytes).
 #[derive(Default)]
-struct Verified(std::sync::Mutex<std::collections::HashMap<String, (String, u64, PayloadDigest)>>);
+struct Verified(std::sync::Mutex<std::collections::HashMap<String, VerifiedVersion>>);
+
+/// What [`Verified`] remembers of one object.
+struct VerifiedVersion {
+    e_tag: String,
+    size: u64,
+    digest: PayloadDigest,
+    crc: u64,
+}
 
 /// The smallest object [`Verified`] remembers: below it hashing costs less than a
 /// lookup matters.
@@ -121,26 +130,55 @@ const TRUSTED_MIN: u64 = 1 << 20;
 const TRUSTED_MAX: usize = 1024;
 
 impl Verified {
-    /// The digest the payload of this version of `path` was verified to have, if it was.
-    fn digest(&self, path: &ObjectPath, e_tag: Option<&str>, size: u64) -> Option<PayloadDigest> {
-        let e_tag = e_tag?;
+    /// Whether an object of `size` bytes is one to remember.
+    fn wants(size: u64) -> bool {
+        size >= TRUSTED_MIN
+    }
+
+    /// The digest and CRC-64 the payload of this version of `path` was verified to
+    /// have, if it was.
+    fn get(
+        &self,
+        path: &ObjectPath,
+        e_tag: Option<&str>,
+        size: u64,
+    ) -> Option<(PayloadDigest, u64)> {
+        let e_tag = e_tag.filter(|t| !t.starts_with("W/"))?;
         let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match known.get(path.as_ref()) {
-            Some((tag, len, digest)) if tag == e_tag && *len == size => Some(*digest),
+            Some(v) if v.e_tag == e_tag && v.size == size => Some((v.digest, v.crc)),
             _ => None,
         }
     }
 
-    /// Remembers that this version of `path` holds a payload whose digest is `digest`.
-    fn remember(&self, path: &ObjectPath, e_tag: Option<String>, size: u64, digest: PayloadDigest) {
-        let Some(e_tag) = e_tag.filter(|_| size >= TRUSTED_MIN) else {
+    /// Remembers that this version of `path` holds a payload whose digest is `digest`
+    /// and CRC-64 `crc`.
+    fn remember(
+        &self,
+        path: &ObjectPath,
+        e_tag: Option<String>,
+        size: u64,
+        (digest, crc): (PayloadDigest, Option<u64>),
+    ) {
+        let (Some(e_tag), Some(crc)) = (e_tag.filter(|t| !t.starts_with("W/")), crc) else {
             return;
         };
+        if !Self::wants(size) {
+            return;
+        }
         let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() >= TRUSTED_MAX {
             known.clear();
         }
-        known.insert(path.to_string(), (e_tag, size, digest));
+        known.insert(
+            path.to_string(),
+            VerifiedVersion {
+                e_tag,
+                size,
+                digest,
+                crc,
+            },
+        );
     }
 }
 
@@ -186,7 +224,11 @@ impl Verified {
 /// keeps running its other tasks); [`ResultBackend::as_async`] offers the same I/O as
 /// futures ([`AsyncResultBackend`]) that only await the request's end, so an async task
 /// awaits them on any executor (a current-thread runtime, another executor's) without
-/// blocking it. Both paths are one: the blocking methods wait for those futures.
+/// blocking it. Reads, locks and records are one path: the blocking methods wait for
+/// those futures. Writes differ: a blocking write streams the value into its upload as
+/// it is serialized; an async task's value is encoded first, on the polling thread (a
+/// value past [`with_single_put_max`](ObjectStoreResult::with_single_put_max) into a
+/// temporary file), then uploaded.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -710,8 +752,11 @@ impl<S: Serializer> ObjectStoreResult<S> {
                 // piece by piece as it comes.
                 let mut incoming = format::Incoming::new(got.meta.size, expected, &shown, pinned)?;
                 let (e_tag, size) = (got.meta.e_tag.clone(), got.meta.size);
-                if let Some(digest) = shared.verified.digest(&at, e_tag.as_deref(), size) {
-                    incoming.trust(digest);
+                if Verified::wants(size) {
+                    match shared.verified.get(&at, e_tag.as_deref(), size) {
+                        Some((digest, crc)) => incoming.trust(digest, crc),
+                        None => incoming.with_crc(),
+                    }
                 }
                 let mut stream = got.into_stream();
                 while incoming.wants() > 0 {
@@ -724,7 +769,7 @@ impl<S: Serializer> ObjectStoreResult<S> {
                 let stored = incoming.finish()?;
                 shared
                     .verified
-                    .remember(&at, e_tag, size, stored.payload_digest());
+                    .remember(&at, e_tag, size, stored.verified());
                 Ok(stored)
             };
             // A download nobody waits for any more is stopped.
