@@ -1035,9 +1035,11 @@ where
                 }
             }
         };
-        // The locks are let go of before the run ends, as dropping them would: awaited.
+        let state = self::finish(self.spec, state, &prepared);
+        // The locks are let go of once the run has ended, as dropping them would, but
+        // awaited.
         prepared.let_go(Io::Async).await;
-        self::finish(self.spec, state, &prepared)
+        state
     }
 
     /// The trigger's word, once the target and cache checks have missed: `None` to run
@@ -1183,6 +1185,8 @@ where
             );
             return None;
         };
+        // (The context is read in the poll that began the call, before any wait.)
+        let ctx = Context::current();
         let value = persist::read_valid(
             io,
             &p.backend,
@@ -1191,7 +1195,6 @@ where
             earlier.digest.as_ref(),
         )
         .await?;
-        let ctx = Context::current();
         let now = ctx.clock.now();
         let cached = Cached {
             expiration: None,
@@ -1334,7 +1337,11 @@ where
                 version: self.spec.code_version(),
                 run_count: 1,
             });
-            return task_ctx.scope_async(self.check_in_context(io)).await;
+            return match io {
+                // (No boxed future for the blocking way: its steps end in one poll.)
+                Io::Blocking => task_ctx.scope(|| now(self.check_in_context(io))),
+                Io::Async => task_ctx.scope_async(self.check_in_context(io)).await,
+            };
         }
         self.check_in_context(io).await
     }

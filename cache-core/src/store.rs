@@ -295,9 +295,10 @@ impl Entry {
 
 /// The candidates and flights of one cache key.
 ///
-/// The candidates sit behind a sharded lock: a reader takes only its own thread's
-/// shard, so threads hitting one key never write to a shared cache line (a writer
-/// takes every shard).
+/// The candidates sit behind a sharded lock ([`ShardedRw`]): a reader takes only its
+/// own thread's shard, so threads hitting one key write no shared cache line as long
+/// as they are no more than the shards (the processors, up to eight); a writer takes
+/// every shard.
 #[derive(Default)]
 pub(crate) struct KeyCache {
     candidates: ShardedRw<Candidates>,
