@@ -491,7 +491,7 @@ impl<S: Serializer> ObjectStoreResult<S> {
             .map_err(|message| self.remote("connect", self.root.clone(), message, FIX_ACCESS))
     }
 
-    /// A [`ResultError::Remote`], its message redacted.
+    /// A [`ResultError::Remote`], its message redacted (see [`Report::remote`]).
     fn remote(
         &self,
         operation: &'static str,
@@ -499,22 +499,17 @@ impl<S: Serializer> ObjectStoreResult<S> {
         message: &str,
         fix: &'static str,
     ) -> ResultError {
-        remote_error(&self.name, &self.secrets, operation, object, message, fix)
+        self.report().remote(operation, object, message, fix)
     }
 
-    /// The error for a failed store call on `object`.
+    /// The error for a failed store call on `object` (see [`Report::store_error`]).
     fn store_error(
         &self,
         operation: &'static str,
         object: &ObjectPath,
         e: &object_store::Error,
     ) -> ResultError {
-        self.remote(
-            operation,
-            self.shown(object),
-            &e.to_string(),
-            fix_for(operation, e),
-        )
+        self.report().store_error(operation, object, e)
     }
 
     /// `object` as messages show it: `s3://bucket/prefix/…`.
@@ -983,6 +978,7 @@ struct Report {
 }
 
 impl Report {
+    /// A [`ResultError::Remote`], its message redacted.
     fn remote(
         &self,
         operation: &'static str,
@@ -993,6 +989,7 @@ impl Report {
         remote_error(&self.name, &self.secrets, operation, object, message, fix)
     }
 
+    /// The error for a failed store call on `object`.
     fn store_error(
         &self,
         operation: &'static str,
