@@ -2,7 +2,8 @@
 //! key's candidates behind.
 //!
 //! A reader takes the read lock of its own thread's shard only, so that threads hitting
-//! one key never write to a shared cache line; a writer takes every shard. Crossbeam's
+//! one key write no shared cache line as long as they are no more than the shards; a
+//! writer takes every shard. Crossbeam's
 //! `ShardedLock`, used before, has eight shards whatever the machine: every insert took
 //! and released eight locks, and every fresh key allocated a 1 KiB aligned block for
 //! them (a persistent hit in a fresh process makes one: 2.3-2.4x the raw reads of its
