@@ -567,58 +567,122 @@ pub(crate) async fn lock<T>(
 /// the record describes: a file at `location` with another payload is not this output.
 /// `cache_key` is the key it was stored under: a record copied under another key (say
 /// into another task's directory) is not that key's.
+///
+/// Its text borrows from the bytes it is read from where it can (a hit compares most of
+/// it and keeps only the location).
 #[derive(Serialize, Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(deny_unknown_fields)]
-struct Record {
+struct Record<'a> {
     version: u32,
-    task: String,
-    cache_key: String,
-    location: String,
-    result: PayloadDigest,
+    #[serde(borrow)]
+    task: Cow<'a, str>,
+    #[serde(borrow)]
+    cache_key: Cow<'a, str>,
+    #[serde(borrow)]
+    location: Cow<'a, str>,
+    result: Digest,
     /// The version of the task's code that made it (its fingerprint, or `cache_version`).
-    code_version: String,
+    #[serde(borrow)]
+    code_version: Cow<'a, str>,
     #[serde(deserialize_with = "Option::deserialize")]
     expiration: Option<DateTime<Utc>>,
     created: DateTime<Utc>,
-    inputs: Vec<(String, InputDigest)>,
-    parameters: BTreeMap<String, (serde_json::Value, InputDigest)>,
+    inputs: Vec<(Cow<'a, str>, Digest)>,
+    parameters: BTreeMap<String, (serde_json::Value, Digest)>,
 }
 
-/// Version 2 pins the result's payload digest; version 3 adds the code's version.
-/// Records of earlier versions are ignored (a miss).
-const RECORD_VERSION: u32 = 3;
+/// Version 2 pins the result's payload digest; version 3 adds the code's version;
+/// version 4 writes digests as hex text. Records of version 3 are read as well (their
+/// digests are arrays of numbers); earlier ones are ignored (a miss).
+const RECORD_VERSION: u32 = 4;
 
-impl Record {
+/// Whether a record of `version` is one this build reads.
+fn readable(version: u32) -> bool {
+    version == RECORD_VERSION || version == 3
+}
+
+/// A SHA-256 digest in a record: written as 64 lowercase hex digits, read from those or
+/// (as version 3 wrote it) from a JSON array of 32 numbers.
+#[derive(Clone, Copy)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+struct Digest([u8; 32]);
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Digest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 lowercase hex digits, or an array of 32 bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Digest, E> {
+                unhex(text.as_bytes())
+                    .map(Digest)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Digest, A::Error> {
+                <[u8; 32]>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Digest)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The 32 bytes that exactly 64 lowercase hex digits spell, else `None`.
+fn unhex(text: &[u8]) -> Option<[u8; 32]> {
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
+    }
+    let text: &[u8; 64] = text.try_into().ok()?;
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+impl<'a> Record<'a> {
     /// Reads a record from its JSON, `None` for bytes that are not one.
     ///
     /// A record as `serde_json` writes it (compact, its fields in order, no escapes in
     /// its text, no parameters) is read by [`Record::parse_canonical`], a few times
     /// faster than `serde_json` (a persisted hit in a fresh process reads one); any
     /// other bytes by `serde_json`, which decides.
-    fn parse(bytes: &[u8]) -> Option<Record> {
+    fn parse(bytes: &'a [u8]) -> Option<Record<'a>> {
         Record::parse_canonical(bytes).or_else(|| serde_json::from_slice(bytes).ok())
     }
 
     /// Reads the bytes of a record exactly as `serde_json::to_vec` writes one without
-    /// parameters, else `None` (which says nothing of whether they are a record).
-    /// Whatever it reads, `serde_json` reads as the same record: it accepts only the
-    /// one way of writing each value that `serde_json` writes (no whitespace, no
-    /// escapes, no leading zeros, the fields in their order).
-    fn parse_canonical(bytes: &[u8]) -> Option<Record> {
+    /// parameters (or as version 3 wrote one), else `None` (which says nothing of
+    /// whether they are a record). Whatever it reads, `serde_json` reads as the same
+    /// record: it accepts only the one way of writing each value that `serde_json`
+    /// writes (no whitespace, no escapes, no leading zeros, the fields in their order).
+    fn parse_canonical(bytes: &'a [u8]) -> Option<Record<'a>> {
         let mut r = Canonical(bytes);
         r.token(b"{\"version\":")?;
         let version = r.number(u32::MAX)?;
         r.token(b",\"task\":")?;
-        let task = r.string()?.to_owned();
+        let task = r.string()?;
         r.token(b",\"cache_key\":")?;
-        let cache_key = r.string()?.to_owned();
+        let cache_key = r.string()?;
         r.token(b",\"location\":")?;
-        let location = r.string()?.to_owned();
+        let location = r.string()?;
         r.token(b",\"result\":")?;
-        let result = PayloadDigest(r.digest()?);
+        let result = r.digest()?;
         r.token(b",\"code_version\":")?;
-        let code_version = r.string()?.to_owned();
+        let code_version = r.string()?;
         r.token(b",\"expiration\":")?;
         let expiration = if r.token(b"null").is_some() {
             None
@@ -632,9 +696,9 @@ impl Record {
         if r.token(b"]").is_none() {
             loop {
                 r.token(b"[")?;
-                let name = r.string()?.to_owned();
+                let name = r.string()?;
                 r.token(b",")?;
-                inputs.push((name, InputDigest(r.digest()?)));
+                inputs.push((Cow::Borrowed(name), r.digest()?));
                 r.token(b"]")?;
                 if r.token(b",").is_none() {
                     r.token(b"]")?;
@@ -645,11 +709,11 @@ impl Record {
         r.token(b",\"parameters\":{}}")?;
         r.0.is_empty().then_some(Record {
             version,
-            task,
-            cache_key,
-            location,
+            task: Cow::Borrowed(task),
+            cache_key: Cow::Borrowed(cache_key),
+            location: Cow::Borrowed(location),
             result,
-            code_version,
+            code_version: Cow::Borrowed(code_version),
             expiration,
             created,
             inputs,
@@ -710,9 +774,21 @@ impl<'a> Canonical<'a> {
         Some(text)
     }
 
+    /// A digest: 64 lowercase hex digits in a string, or (as version 3 wrote one) an
+    /// array of numbers.
+    fn digest(&mut self) -> Option<Digest> {
+        if let Some(rest) = self.0.strip_prefix(b"\"") {
+            let (text, rest) = rest.split_first_chunk::<64>()?;
+            let digest = unhex(text)?;
+            self.0 = rest.strip_prefix(b"\"")?;
+            return Some(Digest(digest));
+        }
+        self.digest_array().map(Digest)
+    }
+
     /// 32 bytes as a JSON array of numbers (each as [`number`](Self::number) reads
     /// it, at most 255).
-    fn digest(&mut self) -> Option<[u8; 32]> {
+    fn digest_array(&mut self) -> Option<[u8; 32]> {
         let mut rest = self.0.strip_prefix(b"[")?;
         let mut digest = [0u8; 32];
         for (i, byte) in digest.iter_mut().enumerate() {
@@ -848,22 +924,22 @@ pub(crate) async fn put_record<T>(
     let task = spec.name();
     let record = Record {
         version: RECORD_VERSION,
-        task: task.to_owned(),
-        cache_key: cached.cache_key.to_string(),
-        location: location.as_str().to_owned(),
-        result,
-        code_version: spec.code_version().to_owned(),
+        task: Cow::Borrowed(task),
+        cache_key: Cow::Borrowed(&cached.cache_key),
+        location: Cow::Borrowed(location.as_str()),
+        result: Digest(result.0),
+        code_version: Cow::Borrowed(spec.code_version()),
         expiration: cached.expiration,
         created: cached.created,
         inputs: cached
             .hashed_inputs
             .iter()
-            .map(|(n, d)| (n.to_owned(), *d))
+            .map(|(n, d)| (Cow::Borrowed(n), Digest(d.0)))
             .collect(),
         parameters: cached
             .parameters
             .iter()
-            .map(|(n, p)| (n.to_owned(), (p.value().clone(), *p.digest())))
+            .map(|(n, p)| (n.to_owned(), (p.value().clone(), Digest(p.digest().0))))
             .collect(),
     };
     let bytes = serde_json::to_vec(&record).expect("a record is plain data");
@@ -960,7 +1036,7 @@ impl<T> RecordLookup<'_, '_, T> {
     /// The output the record `id` describes, when the validator accepts the record and
     /// the output reads back as the one recorded.
     async fn try_record(&self, id: &str) -> Option<RecordHit<T>> {
-        let (task, key, names) = (self.spec.name(), self.spec.cache_key(), self.spec.inputs());
+        let (task, key) = (self.spec.name(), self.spec.cache_key());
         let bytes = match self.backend.get_record_io(self.io, key, id).await {
             Ok(Some(b)) => b,
             Ok(None) => return None,
@@ -972,15 +1048,18 @@ impl<T> RecordLookup<'_, '_, T> {
                 return None;
             }
         };
-        let Some(cached_and_location) = decode_record(&bytes, names, key) else {
+        let Some(Decoded {
+            cached,
+            location,
+            pinned,
+            other_version,
+        }) = decode_record(&bytes, self.spec)
+        else {
             tracing::warn!(task, cache_key = key, record = %id, "a persisted cache record is damaged or from another version; it is removed");
             self.discard(id).await;
             return None;
         };
-        let (cached, location, pinned, (made_by, code_version)) = cached_and_location;
-        // Another version of this very task: its code changed. (A record another task
-        // made under a shared `cache_key` is shared on purpose, whatever its code.)
-        if made_by == task && code_version != self.spec.code_version() {
+        if other_version {
             tracing::debug!(
                 task,
                 cache_key = key,
@@ -1009,13 +1088,21 @@ impl<T> RecordLookup<'_, '_, T> {
     }
 }
 
-fn decode_record(
-    bytes: &[u8],
-    names: &'static [&'static str],
-    key: &'static str,
-) -> Option<(Cached, Location, PayloadDigest, (String, String))> {
+/// What a record read for a lookup says: the cached output it describes, where, its
+/// payload's digest, and whether another version of this very task made it.
+struct Decoded {
+    cached: Cached,
+    location: Location,
+    pinned: PayloadDigest,
+    other_version: bool,
+}
+
+/// Reads the record `bytes` for `spec`'s lookups, `None` when they are not a record of
+/// its key that this build reads.
+fn decode_record(bytes: &[u8], spec: &TaskSpec) -> Option<Decoded> {
+    let (names, key) = (spec.inputs(), spec.cache_key());
     let record = Record::parse(bytes)?;
-    if record.version != RECORD_VERSION || record.cache_key != key {
+    if !readable(record.version) || record.cache_key != key {
         return None;
     }
     // Records are only compared with runs of tasks under the same key; a record made by
@@ -1025,7 +1112,11 @@ fn decode_record(
         && record.inputs.iter().zip(names).all(|((a, _), b)| a == b);
     // (Gathered on the stack: a record of up to two arguments keeps them inline.)
     let digests: smallvec::SmallVec<[InputDigest; 4]> = if same_names {
-        record.inputs.iter().map(|(_, d)| *d).collect()
+        record
+            .inputs
+            .iter()
+            .map(|(_, d)| InputDigest(d.0))
+            .collect()
     } else {
         smallvec::smallvec![InputDigest([0; 32]); names.len()]
     };
@@ -1033,22 +1124,24 @@ fn decode_record(
         record
             .parameters
             .into_iter()
-            .map(|(n, (v, d))| (n, Parameter::from_parts(v, d)))
+            .map(|(n, (v, d))| (n, Parameter::from_parts(v, InputDigest(d.0))))
             .collect(),
     );
-    let location = Location::new(record.location).ok()?;
-    Some((
-        Cached {
+    // Another version of this very task: its code changed. (A record another task made
+    // under a shared `cache_key` is shared on purpose, whatever its code.)
+    let other_version = record.task == spec.name() && record.code_version != spec.code_version();
+    Some(Decoded {
+        cached: Cached {
             expiration: record.expiration,
             hashed_inputs: HashedInputs::copied(names, &digests),
             parameters,
             cache_key: Cow::Borrowed(key),
             created: record.created,
         },
-        location,
-        record.result,
-        (record.task, record.code_version),
-    ))
+        location: Location::new(record.location.into_owned()).ok()?,
+        pinned: PayloadDigest(record.result.0),
+        other_version,
+    })
 }
 
 /// What a persisted cache record says, for tools that list and prune caches (the
@@ -1073,15 +1166,15 @@ pub struct RecordInfo {
 }
 
 impl RecordInfo {
-    /// Reads a record; `None` for bytes that are not a record this version writes.
+    /// Reads a record; `None` for bytes that are not a record this version reads.
     pub fn parse(bytes: &[u8]) -> Option<RecordInfo> {
         let record = Record::parse(bytes)?;
-        (record.version == RECORD_VERSION).then_some(RecordInfo {
-            task: record.task,
-            cache_key: record.cache_key,
-            location: record.location,
-            result: record.result,
-            code_version: record.code_version,
+        readable(record.version).then(|| RecordInfo {
+            task: record.task.into_owned(),
+            cache_key: record.cache_key.into_owned(),
+            location: record.location.into_owned(),
+            result: PayloadDigest(record.result.0),
+            code_version: record.code_version.into_owned(),
             expiration: record.expiration,
             created: record.created,
         })
@@ -1219,43 +1312,65 @@ mod record_tests {
         digests: Vec<[u8; 32]>,
         times: (i64, Option<i64>),
         version: u32,
-    ) -> Record {
-        let [task, cache_key, location, code_version] = text;
+    ) -> Record<'static> {
+        let [task, cache_key, location, code_version] = text.map(Cow::Owned);
         let at = |nanos: i64| DateTime::<Utc>::from_timestamp_nanos(nanos);
         Record {
             version,
             task,
             cache_key,
             location,
-            result: PayloadDigest(digests.first().copied().unwrap_or([7; 32])),
+            result: Digest(digests.first().copied().unwrap_or([7; 32])),
             code_version,
             expiration: times.1.map(at),
             created: at(times.0),
             inputs: digests
                 .iter()
                 .enumerate()
-                .map(|(i, d)| (format!("arg{i}"), InputDigest(*d)))
+                .map(|(i, d)| (Cow::Owned(format!("arg{i}")), Digest(*d)))
                 .collect(),
             parameters: BTreeMap::new(),
         }
     }
 
-    fn strategy() -> impl Strategy<Value = Record> {
+    /// `r` as `serde_json` writes it, or with `v3`, as version 3 wrote it: its digests
+    /// as arrays of numbers instead of hex text.
+    fn written(r: &Record, v3: bool) -> Vec<u8> {
+        let mut text = String::from_utf8(serde_json::to_vec(r).unwrap()).unwrap();
+        if v3 {
+            let digests = std::iter::once(r.result)
+                .chain(r.inputs.iter().map(|(_, d)| *d))
+                .chain(r.parameters.values().map(|(_, d)| *d));
+            for d in digests {
+                let numbers: Vec<String> = d.0.iter().map(u8::to_string).collect();
+                text = text.replace(
+                    &format!("\"{}\"", hex(&d.0)),
+                    &format!("[{}]", numbers.join(",")),
+                );
+            }
+        }
+        text.into_bytes()
+    }
+
+    fn strategy() -> impl Strategy<Value = (Record<'static>, bool)> {
         (
             proptest::array::uniform4(".{0,12}"),
             proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..3),
             (any::<i64>(), proptest::option::of(any::<i64>())),
             any::<u32>(),
+            any::<bool>(),
         )
-            .prop_map(|(text, digests, times, version)| record(text, digests, times, version))
+            .prop_map(|(text, digests, times, version, v3)| {
+                (record(text, digests, times, version), v3)
+            })
     }
 
     proptest! {
         /// Every record `serde_json` writes is read the same by the fast reader (when it
         /// has no escapes) as by `serde_json`.
         #[test]
-        fn the_fast_reader_reads_what_serde_json_writes(r in strategy()) {
-            let bytes = serde_json::to_vec(&r).unwrap();
+        fn the_fast_reader_reads_what_serde_json_writes((r, v3) in strategy()) {
+            let bytes = written(&r, v3);
             let escapes = bytes.contains(&b'\\');
             let fast = Record::parse_canonical(&bytes);
             prop_assert_eq!(fast.is_some(), !escapes);
@@ -1270,12 +1385,12 @@ mod record_tests {
         /// records changed at a byte, cut short, or with bytes inserted.
         #[test]
         fn the_fast_reader_accepts_nothing_serde_json_reads_otherwise(
-            r in strategy(),
+            (r, v3) in strategy(),
             at in any::<prop::sample::Index>(),
-            byte in prop::sample::select(b"0123456789-+.eE,:[]{}\" \\nullZT\x00\xff".to_vec()),
+            byte in prop::sample::select(b"0123456789abcdefABF-+.eE,:[]{}\" \\nullZT\x00\xff".to_vec()),
             how in 0..3u8,
         ) {
-            let mut bytes = serde_json::to_vec(&r).unwrap();
+            let mut bytes = written(&r, v3);
             let i = at.index(bytes.len());
             match how {
                 0 => bytes[i] = byte,
@@ -1300,7 +1415,7 @@ mod record_tests {
         );
         r.parameters.insert(
             "n".into(),
-            (serde_json::json!({"a": [1, 2]}), InputDigest([3; 32])),
+            (serde_json::json!({"a": [1, 2]}), Digest([3; 32])),
         );
         let bytes = serde_json::to_vec(&r).unwrap();
         assert!(Record::parse_canonical(&bytes).is_none());
@@ -1315,14 +1430,21 @@ mod record_tests {
         assert!(Record::parse_canonical(&spaced).is_none());
         assert!(Record::parse(&spaced).is_some());
         // Leading zeros, and numbers out of range, are not JSON a record has.
-        let plain = serde_json::to_vec(&record(
+        let zeros = record(
             ["t".into(), "k".into(), "l.bin".into(), "v".into()],
             vec![[0; 32]],
             (5, None),
-            RECORD_VERSION,
-        ))
-        .unwrap();
-        let text = String::from_utf8(plain).unwrap();
+            3,
+        );
+        let text = String::from_utf8(written(&zeros, true)).unwrap();
+        assert_eq!(
+            Record::parse_canonical(text.as_bytes()).as_ref(),
+            Some(&zeros)
+        );
+        assert!(
+            RecordInfo::parse(text.as_bytes()).is_some(),
+            "version 3 is read"
+        );
         for bad in [
             text.replacen("[0,", "[00,", 1),
             text.replacen("[0,", "[256,", 1),
@@ -1336,5 +1458,29 @@ mod record_tests {
         let spaced = text.replacen("[0,", "[0 ,", 1);
         assert!(Record::parse_canonical(spaced.as_bytes()).is_none());
         assert!(Record::parse(spaced.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn a_digest_is_64_lowercase_hex_digits_and_nothing_else() {
+        let r = record(
+            ["t".into(), "k".into(), "l.bin".into(), "v".into()],
+            vec![[0xab; 32]],
+            (5, None),
+            RECORD_VERSION,
+        );
+        let text = String::from_utf8(written(&r, false)).unwrap();
+        let digits = "ab".repeat(32);
+        assert!(text.contains(&format!("\"{digits}\"")), "{text}");
+        assert_eq!(Record::parse_canonical(text.as_bytes()).as_ref(), Some(&r));
+        for bad in [
+            text.replacen(&digits, &"AB".repeat(32), 1),
+            text.replacen(&digits, &digits[1..], 1),
+            text.replacen(&digits, &format!("{digits}a"), 1),
+            text.replacen(&digits, &format!("g{}", &digits[1..]), 1),
+            text.replacen(&digits, &format!("{} ", &digits[1..]), 1),
+        ] {
+            assert!(Record::parse_canonical(bad.as_bytes()).is_none(), "{bad}");
+            assert!(Record::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
     }
 }
