@@ -34,6 +34,18 @@ impl fmt::Debug for InputDigest {
     }
 }
 
+/// `bytes` in lowercase hex: how records, their file names and the result stores spell
+/// digests.
+#[doc(hidden)]
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
 /// Why a value could not be hashed: its `Serialize` implementation returned an error.
 #[derive(Debug, thiserror::Error)]
 #[error("could not hash a task input: its Serialize implementation failed: {0}")]

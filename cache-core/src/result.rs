@@ -71,6 +71,11 @@ impl Location {
         if is_normal(&location) {
             return Ok(Location(location));
         }
+        Location::normalised(location)
+    }
+
+    /// [`Location::new`] the long way: split, checked and joined.
+    fn normalised(location: String) -> Result<Self, LocationError> {
         let fail = |reason| {
             Err(LocationError {
                 location: location.clone(),
@@ -119,7 +124,9 @@ impl Location {
 
     /// The path of this location under a backend's `root` directory.
     pub fn under(&self, root: &std::path::Path) -> PathBuf {
-        let mut path = root.to_path_buf();
+        // (Room for all of it at once: growing the path as it is pushed reallocates.)
+        let mut path = PathBuf::with_capacity(root.as_os_str().len() + 1 + self.0.len());
+        path.push(root);
         path.extend(self.0.split('/'));
         path
     }
@@ -130,14 +137,9 @@ impl Location {
 /// [`Location::new`] would return unchanged; anything else goes the long way.)
 fn is_normal(location: &str) -> bool {
     !location.is_empty()
-        && !location.contains(['\\', '\0'])
-        && location.split('/').all(|part| {
-            !part.is_empty()
-                && part != "."
-                && part != ".."
-                && !(part.len() >= 2
-                    && part.as_bytes()[1] == b':'
-                    && part.as_bytes()[0].is_ascii_alphabetic())
+        && location.as_bytes().split(|&b| b == b'/').all(|part| {
+            !matches!(part, [] | [b'.'] | [b'.', b'.'] | [b'a'..=b'z' | b'A'..=b'Z', b':', ..])
+                && !part.iter().any(|&b| b == b'\\' || b == 0)
         })
 }
 
@@ -1002,5 +1004,34 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     fn remove_stale(&self, older_than: std::time::Duration) -> Result<usize, ResultError> {
         let _ = older_than;
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A location the short way keeps as it is, the long way keeps as it is too.
+        #[test]
+        fn what_is_normal_the_long_way_leaves_unchanged(text in "[a-zA-Z/\\\\.:\\x00-]{0,12}") {
+            if is_normal(&text) {
+                let long = Location::normalised(text.clone());
+                prop_assert_eq!(long.map(String::from).ok(), Some(text));
+            }
+        }
+    }
+
+    #[test]
+    fn the_short_way_refuses_what_is_not_normal() {
+        for text in [
+            "", "a//b", "/a", "a/", "./a", "a/..", "C:/a", "a/c:x", "a\\b", "a\0b", ".",
+        ] {
+            assert!(!is_normal(text), "{text:?}");
+        }
+        for text in ["a", "a/b.bin", "a/.b", "a/b..c", "1:/x", "ab:/x", "a/-"] {
+            assert!(is_normal(text), "{text:?}");
+        }
     }
 }

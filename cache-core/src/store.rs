@@ -31,7 +31,9 @@ use std::task::{Context as TaskContext, Poll, Waker};
 /// scope installs its own with [`Context::with_cache`](crate::context::Context::with_cache).
 #[derive(Default)]
 pub struct OutputCache {
-    keys: RwLock<HashMap<Box<str>, Arc<KeyCache>>>,
+    /// (Hashed with foldhash: a key is a task's `cache_key`, text of the program's own,
+    /// and a fresh process's first hit looks its key up twice.)
+    keys: RwLock<HashMap<Box<str>, Arc<KeyCache>, foldhash::fast::RandomState>>,
     /// What the outputs of all keys hold, against the memory budget.
     usage: Arc<Usage>,
 }
