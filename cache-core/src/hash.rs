@@ -155,7 +155,9 @@ pub struct InputHasher {
 // Boxing the sink would allocate on every cache hit; the hasher lives on the stack.
 #[allow(clippy::large_enum_variant)]
 enum Mode {
-    Each(Vec<InputDigest>),
+    /// (The first two inline: a miss hashes each argument, and a `Vec` cost it an
+    /// allocation.)
+    Each(smallvec::SmallVec<[InputDigest; 2]>),
     All(Sink),
 }
 
@@ -163,7 +165,7 @@ impl InputHasher {
     /// A hasher that keeps one digest per argument.
     pub fn each() -> Self {
         InputHasher {
-            mode: Mode::Each(Vec::new()),
+            mode: Mode::Each(smallvec::SmallVec::new()),
         }
     }
 
@@ -212,9 +214,14 @@ impl InputHasher {
 
     /// The digest per argument (empty for a hasher made with [`all`](Self::all)).
     pub fn into_each(self) -> Vec<InputDigest> {
+        self.into_each_inline().into_vec()
+    }
+
+    /// [`into_each`](Self::into_each), the first two kept inline.
+    pub(crate) fn into_each_inline(self) -> smallvec::SmallVec<[InputDigest; 2]> {
         match self.mode {
             Mode::Each(digests) => digests,
-            Mode::All(_) => Vec::new(),
+            Mode::All(_) => smallvec::SmallVec::new(),
         }
     }
 

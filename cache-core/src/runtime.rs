@@ -1304,7 +1304,7 @@ where
         }
         let now = ctx.clock.now();
         let hashed_inputs = match self.each_digest() {
-            Ok(d) if d.len() == spec.inputs().len() => HashedInputs::new(spec.inputs(), d),
+            Ok(d) if d.len() == spec.inputs().len() => HashedInputs::copied(spec.inputs(), &d),
             _ => HashedInputs::empty(),
         };
         let cached = Cached {
@@ -1450,7 +1450,7 @@ where
             };
             // A miss: the record of the output to come needs both kinds of digest.
             let each: Box<[InputDigest]> = match each.map_or_else(|| self.each_digest(), Ok) {
-                Ok(d) => d.into(),
+                Ok(d) => d.into_boxed_slice(),
                 Err(e) => return uncached(e, Some(reason)),
             };
             let inputs_key = match all.map_or_else(|| self.all_key(), Ok) {
@@ -1560,10 +1560,10 @@ where
     }
 
     /// One digest per input, in the spec's order.
-    fn each_digest(&self) -> Result<Vec<InputDigest>, HashError> {
+    fn each_digest(&self) -> Result<smallvec::SmallVec<[InputDigest; 2]>, HashError> {
         let mut hasher = InputHasher::each();
         (self.hash)(&self.inputs, &mut hasher)?;
-        Ok(hasher.into_each())
+        Ok(hasher.into_each_inline())
     }
 
     /// The key of all the inputs together (their digest, or their short encoding).
@@ -1580,7 +1580,7 @@ where
     fn both_digests(&self) -> Option<(Box<[InputDigest]>, InputKey)> {
         match self
             .each_digest()
-            .and_then(|each| Ok((each.into(), self.all_key()?)))
+            .and_then(|each| Ok((each.into_boxed_slice(), self.all_key()?)))
         {
             Ok(both) => Some(both),
             Err(e) => {
@@ -2089,15 +2089,16 @@ fn keep_output<T>(
     inputs: InputKey,
     now: chrono::DateTime<Utc>,
 ) {
+    let now = instant(now);
     key.insert(
         Entry::new(
             record,
             (caching.erase)(value),
             inputs,
             std::mem::size_of::<T>(),
-            instant(now),
+            now,
         ),
-        instant(now),
+        now,
         spec.max_entries(),
     );
     keep_within_budget(spec, cache, key);
