@@ -424,3 +424,64 @@ fn evicting_an_output_whose_drop_calls_a_task_does_not_panic() {
         assert_eq!(Context::current().cache().len_of("quick_paths::noisy"), 1);
     });
 }
+
+static MIXED: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "1h", cache_validator = all_inputs, cache_key = "remade")]
+fn mixed(a: u64, b: String, c: Vec<u8>, d: Option<i8>) -> usize {
+    MIXED.fetch_add(1, Ordering::SeqCst);
+    a as usize + b.len() + c.len() + usize::from(d.is_some())
+}
+
+#[task(cache_for = "1h", cache_validator = partial_inputs_only(a, d), cache_key = "remade")]
+fn mixed_by_a_and_d(a: u64, b: String, c: Vec<u8>, d: Option<i8>) -> usize {
+    MIXED.fetch_add(1, Ordering::SeqCst);
+    a as usize + b.len() + c.len() + usize::from(d.is_some())
+}
+
+#[test]
+fn a_record_remade_from_the_short_key_is_the_one_hashed_from_the_inputs() {
+    isolated(|| {
+        let before = chrono::Utc::now();
+        // A lean miss keeps no record: it is remade from the key when asked for.
+        assert_eq!(mixed(7, "seven".into(), vec![1, 2, 3], Some(-1)), 16);
+        let after = chrono::Utc::now();
+        let state = mixed::run(7, "seven".into(), vec![1, 2, 3], Some(-1));
+        assert!(state.is_cached());
+        let cached = state.cached().expect("a hit carries its record");
+        let inputs = &cached.hashed_inputs;
+        assert_eq!(inputs.names(), &["a", "b", "c", "d"]);
+        assert_eq!(
+            inputs.get("a"),
+            Some(&taskcache::hash_input(&7u64).unwrap())
+        );
+        assert_eq!(
+            inputs.get("b"),
+            Some(&taskcache::hash_input("seven").unwrap())
+        );
+        assert_eq!(
+            inputs.get("c"),
+            Some(&taskcache::hash_input(&vec![1u8, 2, 3]).unwrap())
+        );
+        assert_eq!(
+            inputs.get("d"),
+            Some(&taskcache::hash_input(&Some(-1i8)).unwrap())
+        );
+        assert!(
+            before <= cached.created && cached.created <= after,
+            "{cached:?}"
+        );
+        assert_eq!(
+            cached.expiration,
+            Some(cached.created + chrono::Duration::hours(1)),
+            "made, then kept an hour"
+        );
+        assert_eq!(cached.cache_key, "remade");
+        assert!(cached.parameters.is_empty());
+        // Another task under the key reads the remade record's digests: equal `a` and
+        // `d` are enough for it, and another `d` is not.
+        assert_eq!(mixed_by_a_and_d(7, "other".into(), vec![], Some(-1)), 16);
+        assert_eq!(mixed_by_a_and_d(7, "other".into(), vec![], Some(2)), 13);
+        assert_eq!(MIXED.load(Ordering::SeqCst), 2);
+    });
+}

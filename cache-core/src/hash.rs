@@ -113,6 +113,30 @@ impl InputKey {
         }
     }
 
+    /// The digest of each input, remade from an exact key and where each input starts
+    /// in it: the SHA-256 of its own encoding, which is the part of the key between its
+    /// start and the next input's tag (what [`InputHasher::each`] computes from the
+    /// inputs themselves). `None` for a key that is a digest.
+    pub(crate) fn each_digest(
+        &self,
+        starts: &Starts,
+    ) -> Option<smallvec::SmallVec<[InputDigest; 2]>> {
+        let InputKey::Exact { len, bytes } = self else {
+            return None;
+        };
+        let all = &bytes[..usize::from(*len)];
+        let at = starts.at.get(..usize::from(starts.count))?;
+        let mut digests = smallvec::SmallVec::with_capacity(at.len());
+        for (i, &start) in at.iter().enumerate() {
+            // (Each input's tag is the byte before its start.)
+            let end = at
+                .get(i + 1)
+                .map_or(all.len(), |&next| usize::from(next) - 1);
+            digests.push(InputDigest(one_block(all.get(usize::from(start)..end)?)));
+        }
+        Some(digests)
+    }
+
     /// The bytes that identify the inputs: the encoding, or its digest.
     #[inline]
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -159,6 +183,40 @@ enum Mode {
     /// allocation.)
     Each(smallvec::SmallVec<[InputDigest; 2]>),
     All(Sink),
+    /// As `All`, noting where each argument's encoding starts in it.
+    Segmented(Sink, Starts),
+}
+
+/// Where each argument's encoding starts in the encoding of them all (just after the
+/// argument's tag), for a key short enough to keep as it is: the digest of each
+/// argument can then be remade from the key alone ([`InputKey::each_digest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Starts {
+    at: [u8; MAX_SEGMENTS],
+    count: u8,
+}
+
+/// The most arguments [`Starts`] notes.
+const MAX_SEGMENTS: usize = 8;
+
+impl Starts {
+    /// How many arguments it notes.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Notes an argument starting at `at` (`None`: past what an exact key holds).
+    fn note(&mut self, at: Option<usize>) {
+        let i = usize::from(self.count);
+        match (at.and_then(|a| u8::try_from(a).ok()), self.at.get_mut(i)) {
+            (Some(a), Some(slot)) => {
+                *slot = a;
+                self.count += 1;
+            }
+            // Too many arguments, or an encoding too long to keep: nothing to note.
+            _ => self.count = u8::MAX,
+        }
+    }
 }
 
 impl InputHasher {
@@ -177,6 +235,20 @@ impl InputHasher {
         }
     }
 
+    /// A hasher as [`all`](Self::all) that also notes where each argument starts
+    /// (see [`segments`](Self::segments)).
+    pub(crate) fn segmented() -> Self {
+        InputHasher {
+            mode: Mode::Segmented(
+                Sink::new(false),
+                Starts {
+                    at: [0; MAX_SEGMENTS],
+                    count: 0,
+                },
+            ),
+        }
+    }
+
     /// Hashes the next argument.
     ///
     /// # Errors
@@ -187,6 +259,11 @@ impl InputHasher {
             Mode::Each(digests) => digests.push(hash_input(value)?),
             Mode::All(sink) => {
                 sink.write(tag::INPUT, &[]);
+                value.serialize(&mut *sink)?;
+            }
+            Mode::Segmented(sink, starts) => {
+                sink.write(tag::INPUT, &[]);
+                starts.note(sink.position());
                 value.serialize(&mut *sink)?;
             }
         }
@@ -209,6 +286,11 @@ impl InputHasher {
                 sink.may_pipe = false;
                 sink.byte_seq(bytes);
             }
+            Mode::Segmented(sink, starts) => {
+                sink.write(tag::INPUT, &[]);
+                starts.note(sink.position());
+                sink.byte_seq(bytes);
+            }
         }
     }
 
@@ -221,14 +303,14 @@ impl InputHasher {
     pub(crate) fn into_each_inline(self) -> smallvec::SmallVec<[InputDigest; 2]> {
         match self.mode {
             Mode::Each(digests) => digests,
-            Mode::All(_) => smallvec::SmallVec::new(),
+            Mode::All(_) | Mode::Segmented(..) => smallvec::SmallVec::new(),
         }
     }
 
     /// The digest of all arguments (of nothing, for a hasher made with [`each`](Self::each)).
     pub fn into_all(self) -> InputDigest {
         match self.mode {
-            Mode::All(sink) => InputDigest(sink.finish()),
+            Mode::All(sink) | Mode::Segmented(sink, _) => InputDigest(sink.finish()),
             Mode::Each(_) => InputDigest(Sink::new(false).finish()),
         }
     }
@@ -240,9 +322,22 @@ impl InputHasher {
     #[inline]
     pub(crate) fn key(&mut self) -> InputKey {
         match &mut self.mode {
-            Mode::All(sink) => sink.finish_key(),
+            Mode::All(sink) | Mode::Segmented(sink, _) => sink.finish_key(),
             Mode::Each(_) => Sink::new(false).finish_key(),
         }
+    }
+
+    /// The key of all arguments, and where each starts in it, when the key is their
+    /// encoding itself (made with [`segmented`](Self::segmented), of at most eight
+    /// arguments); else `None`.
+    pub(crate) fn segments(&mut self) -> Option<(InputKey, Starts)> {
+        let Mode::Segmented(sink, starts) = &mut self.mode else {
+            return None;
+        };
+        let starts = *starts;
+        let key = sink.finish_key();
+        (matches!(key, InputKey::Exact { .. }) && usize::from(starts.count) <= MAX_SEGMENTS)
+            .then_some((key, starts))
     }
 }
 
@@ -457,6 +552,12 @@ impl Sink {
             staged: 0,
             chunk: Vec::new(),
         }
+    }
+
+    /// Where the next byte goes in the encoding, while all of it is still staged (an
+    /// exact key's encoding always is).
+    fn position(&self) -> Option<usize> {
+        matches!(self.engine, Engine::Fresh).then_some(self.staged)
     }
 
     #[inline]
@@ -1321,5 +1422,76 @@ mod tests {
         let e = hash_input(&Fails).unwrap_err();
         assert!(e.to_string().contains("the mutex is poisoned"));
         assert!(hash_input(&vec![Fails]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod segment_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One argument, of one of the kinds the generated code hands over.
+    #[derive(Debug, Clone)]
+    enum Arg {
+        Number(u64),
+        Text(String),
+        Maybe(Option<u32>),
+        Bytes(Vec<u8>),
+        Unit,
+        Pair((i8, bool)),
+    }
+
+    fn feed(hasher: &mut InputHasher, args: &[Arg]) {
+        for arg in args {
+            match arg {
+                Arg::Number(n) => hasher.input(n).unwrap(),
+                Arg::Text(t) => hasher.input(t).unwrap(),
+                Arg::Maybe(m) => hasher.input(m).unwrap(),
+                Arg::Bytes(b) => hasher.input_bytes(b),
+                Arg::Unit => hasher.input(&()).unwrap(),
+                Arg::Pair(p) => hasher.input(p).unwrap(),
+            }
+        }
+    }
+
+    fn arg() -> impl Strategy<Value = Arg> {
+        prop_oneof![
+            any::<u64>().prop_map(Arg::Number),
+            ".{0,20}".prop_map(Arg::Text),
+            any::<Option<u32>>().prop_map(Arg::Maybe),
+            prop::collection::vec(any::<u8>(), 0..24).prop_map(Arg::Bytes),
+            Just(Arg::Unit),
+            any::<(i8, bool)>().prop_map(Arg::Pair),
+        ]
+    }
+
+    proptest! {
+        /// The digests remade from an exact key are the ones hashed from the inputs
+        /// themselves, and the key is the one `all` makes.
+        #[test]
+        fn each_digest_remade_from_the_key_is_the_hashed_one(
+            args in prop::collection::vec(arg(), 0..10),
+        ) {
+            let mut each = InputHasher::each();
+            feed(&mut each, &args);
+            let mut all = InputHasher::all();
+            feed(&mut all, &args);
+            let mut segmented = InputHasher::segmented();
+            feed(&mut segmented, &args);
+            let key = all.key();
+            match segmented.segments() {
+                Some((seg_key, starts)) => {
+                    prop_assert_eq!(seg_key, key);
+                    prop_assert_eq!(
+                        key.each_digest(&starts).map(|d| d.into_vec()),
+                        Some(each.into_each())
+                    );
+                }
+                // Only a key too long to keep, or more than eight arguments, has none.
+                None => prop_assert!(
+                    matches!(key, InputKey::Digest(_)) || args.len() > MAX_SEGMENTS
+                ),
+            }
+        }
     }
 }

@@ -835,13 +835,24 @@ where
             };
             break (key, reason, flight, cache, parameters);
         };
-        let each = match self.each_digest() {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the output is not cached");
-                drop(flight);
-                return Self::run_plain(spec, self.classify, self.inputs, body);
-            }
+        // The output's record: remade from the key when a state or a validator asks for
+        // it (short inputs, outside flow parameters), else made now, with the digest of
+        // each input (hashed before the body takes the inputs).
+        let starts = if parameters.is_empty() {
+            self.segments(&inputs)
+        } else {
+            None
+        };
+        let each = match starts {
+            Some(_) => None,
+            None => match self.each_digest() {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(task = spec.name(), error = %e, "inputs cannot be hashed; the output is not cached");
+                    drop(flight);
+                    return Self::run_plain(spec, self.classify, self.inputs, body);
+                }
+            },
         };
         let frame = TaskFrame::enter(TaskInfo {
             name: spec.name(),
@@ -863,11 +874,19 @@ where
             }
         };
         let now = Context::with_current(|ctx| ctx.map_or_else(Utc::now, |c| c.clock.now()));
-        let record = cached_record(spec, &each, &parameters, now);
         let cache = cache
             .as_deref()
             .unwrap_or_else(|| crate::store::OutputCache::global());
-        keep_output(spec, cache, &key, caching, record, &value, inputs, now);
+        match (each, starts) {
+            (Some(each), _) => {
+                let record = cached_record(spec, &each, &parameters, now);
+                keep_output(spec, cache, &key, caching, record, &value, inputs, now);
+            }
+            (None, Some(starts)) => {
+                keep_remade(spec, cache, &key, caching, &value, inputs, starts, now)
+            }
+            (None, None) => {}
+        }
         tracing::debug!(
             task = spec.name(),
             state = %StateKind::Success,
@@ -1566,6 +1585,16 @@ where
         Ok(hasher.into_each_inline())
     }
 
+    /// Where each input starts in `key`, their exact encoding (see
+    /// [`InputKey::each_digest`]); `None` for a key that is a digest, or more inputs
+    /// than that notes.
+    fn segments(&self, key: &InputKey) -> Option<crate::hash::Starts> {
+        let mut hasher = InputHasher::segmented();
+        (self.hash)(&self.inputs, &mut hasher).ok()?;
+        let (again, starts) = hasher.segments()?;
+        (again == *key && starts.len() == self.spec.inputs().len()).then_some(starts)
+    }
+
     /// The key of all the inputs together (their digest, or their short encoding).
     fn all_key(&self) -> Result<InputKey, HashError> {
         if let Some(key) = self.known_key {
@@ -2065,11 +2094,7 @@ fn cached_record(
     now: chrono::DateTime<Utc>,
 ) -> Arc<Cached> {
     Arc::new(Cached {
-        // A `cache_for` that reaches past the last representable date never expires.
-        expiration: spec
-            .cache_for()
-            .and_then(|c| TimeDelta::from_std(c).ok())
-            .and_then(|d| now.checked_add_signed(d)),
+        expiration: expiration(spec, now),
         hashed_inputs: HashedInputs::copied(spec.inputs(), digests),
         parameters: parameters.clone(),
         cache_key: Cow::Borrowed(spec.cache_key()),
@@ -2102,6 +2127,59 @@ fn keep_output<T>(
         spec.max_entries(),
     );
     keep_within_budget(spec, cache, key);
+}
+
+/// Keeps a successful output in the in-memory cache `key` as [`keep_output`] does, its
+/// record to be remade from `inputs` (their exact encoding) and `starts` when asked for.
+#[allow(clippy::too_many_arguments)]
+fn keep_remade<T>(
+    spec: &TaskSpec,
+    cache: &crate::store::OutputCache,
+    key: &KeyCache,
+    caching: &OutputCaching<T>,
+    value: &T,
+    inputs: InputKey,
+    starts: crate::hash::Starts,
+    now: chrono::DateTime<Utc>,
+) {
+    let made = crate::store::Remade {
+        inputs,
+        starts,
+        maker: (spec.inputs(), spec.cache_key()),
+        created: now,
+        expiration: expiration(spec, now),
+    };
+    let nanos = instant(now);
+    match Entry::remade(
+        &made,
+        (caching.erase)(value),
+        std::mem::size_of::<T>(),
+        nanos,
+    ) {
+        Ok(entry) => {
+            key.insert_remade(entry, made.maker, nanos, spec.max_entries());
+            keep_within_budget(spec, cache, key);
+        }
+        // A record that cannot be remade (a time past 2262) is made now, from the same
+        // digests.
+        Err(_) => {
+            if let Some(each) = inputs
+                .each_digest(&starts)
+                .filter(|d| d.len() == spec.inputs().len())
+            {
+                let record = cached_record(spec, &each, Parameters::none_ref(), now);
+                keep_output(spec, cache, key, caching, record, value, inputs, now);
+            }
+        }
+    }
+}
+
+/// When an output computed `now` stops being valid: `cache_for` later (`None`: never,
+/// for a `cache_for` that reaches past the last representable date).
+fn expiration(spec: &TaskSpec, now: chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
+    spec.cache_for()
+        .and_then(|c| TimeDelta::from_std(c).ok())
+        .and_then(|d| now.checked_add_signed(d))
 }
 
 /// Drops everything cached for `spec`'s key: the outputs in the current context's

@@ -10,13 +10,15 @@
 //! Concurrent runs of the same key with the same inputs compute once: the first becomes
 //! the leader of a *flight*, the others wait for it and then look again (single-flight).
 
-use crate::hash::InputKey;
+use crate::hash::{InputKey, Starts};
 use crate::parameters::Parameters;
 use crate::sharded::{ReadGuard, ShardedRw, WriteGuard};
 use crate::state::{Cached, HashedInputs};
 use crate::validators::CacheValidator;
+use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -238,10 +240,11 @@ impl std::fmt::Debug for OutputCache {
 
 /// One cached output.
 pub(crate) struct Entry {
-    pub(crate) cached: Arc<Cached>,
+    record: EntryRecord,
     pub(crate) value: Box<dyn Any + Send + Sync>,
-    /// `cached.expiration` in nanoseconds since the epoch (`i128::MAX`: never).
-    expires: i128,
+    /// The record's expiration in nanoseconds since the epoch (`i64::MAX`: never, or
+    /// past 2262, which the record says).
+    expires: i64,
     /// All the inputs together: what `all_inputs` looks up by.
     inputs: InputKey,
     /// Its approximate size (see [`MemoryBudget`]).
@@ -253,11 +256,40 @@ pub(crate) struct Entry {
     seen: i64,
 }
 
-/// What an entry costs beyond its output's own size and its digests (64 bytes each,
-/// added per entry): the slab slot, its record, the table slot, the boxes and the
-/// allocator's share. About 350 bytes in all for a `u64` output of one argument, as a
-/// fresh process holding 1 000 000 of them measures it (VmHWM: `compare`'s memory row).
-const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + std::mem::size_of::<Cached>() + 56;
+/// An output's record: kept as made, or remade when a state or a validator asks.
+enum EntryRecord {
+    Made(Arc<Cached>),
+    /// The output of a call keyed by its inputs' exact encoding, outside flow
+    /// parameters: each input's digest is remade from that key, the input names and
+    /// the cache key come from its maker (see `Candidates::makers`), and the
+    /// expiration from the entry. (A record made for every output cost it a 190-byte
+    /// allocation and a SHA-256 of each argument; most are never asked for.)
+    Remade {
+        /// When the output was computed, in nanoseconds since the epoch.
+        created: i64,
+        maker: u8,
+        starts: Starts,
+    },
+}
+
+/// The maker of remade records: its input names and its cache key.
+type Maker = (&'static [&'static str], &'static str);
+
+/// What a remade record is remade from, besides the entry's key (see
+/// [`Entry::remade`]).
+pub(crate) struct Remade {
+    pub(crate) inputs: InputKey,
+    pub(crate) starts: Starts,
+    pub(crate) maker: Maker,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) expiration: Option<DateTime<Utc>>,
+}
+
+/// What an entry costs beyond its output's own size: the slab slot, the table slot,
+/// the value's box and the allocator's share (about 180 bytes in all for a `u64`
+/// output, as a fresh process holding 1 000 000 of them measures it: `compare`'s
+/// memory row); a record made when stored adds its own size and 64 bytes a digest.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 40;
 
 impl Entry {
     pub(crate) fn new(
@@ -267,11 +299,74 @@ impl Entry {
         value_size: usize,
         now: i128,
     ) -> Self {
-        let expires = cached.expiration.map_or(i128::MAX, crate::context::instant);
-        let bytes = ENTRY_OVERHEAD + value_size + 64 * cached.hashed_inputs.iter().count();
+        let expires = cached.expiration.map_or(i64::MAX, |e| {
+            crate::context::saturate(crate::context::instant(e))
+        });
+        let bytes = ENTRY_OVERHEAD
+            + std::mem::size_of::<Cached>()
+            + value_size
+            + 64 * cached.hashed_inputs.iter().count();
+        Entry::with_record(
+            EntryRecord::Made(cached),
+            value,
+            expires,
+            inputs,
+            bytes,
+            now,
+        )
+    }
+
+    /// An output whose record is remade on demand (see [`EntryRecord::Remade`]), to be
+    /// stored by [`KeyCache::insert`] with `made`'s maker. The value back when the record
+    /// cannot be remade (a key that is a digest, a count of input names that is not the
+    /// key's, a time past 2262): the caller makes the record instead.
+    pub(crate) fn remade(
+        made: &Remade,
+        value: Box<dyn Any + Send + Sync>,
+        value_size: usize,
+        now: i128,
+    ) -> Result<Self, Box<dyn Any + Send + Sync>> {
+        let fits = |t: i128| i64::try_from(t).ok().filter(|&t| t != i64::MAX);
+        let expires = match made.expiration {
+            None => Some(i64::MAX),
+            Some(e) => fits(crate::context::instant(e)),
+        };
+        let digests = made.inputs.each_digest(&made.starts);
+        let (Some(expires), Some(created), true) = (
+            expires,
+            fits(crate::context::instant(made.created)),
+            digests.is_some_and(|d| d.len() == made.maker.0.len()),
+        ) else {
+            return Err(value);
+        };
+        let record = EntryRecord::Remade {
+            created,
+            // (Set by the insert, which finds the maker's number.)
+            maker: 0,
+            starts: made.starts,
+        };
+        let bytes = ENTRY_OVERHEAD + value_size;
+        Ok(Entry::with_record(
+            record,
+            value,
+            expires,
+            made.inputs,
+            bytes,
+            now,
+        ))
+    }
+
+    fn with_record(
+        record: EntryRecord,
+        value: Box<dyn Any + Send + Sync>,
+        expires: i64,
+        inputs: InputKey,
+        bytes: usize,
+        now: i128,
+    ) -> Self {
         let now = crate::context::saturate(now);
         Entry {
-            cached,
+            record,
             value,
             expires,
             inputs,
@@ -281,8 +376,66 @@ impl Entry {
         }
     }
 
+    /// Its record, remade if need be (`None` only for a remade record whose maker is
+    /// unknown, which an insert rules out).
+    fn record(&self, makers: &[Maker]) -> Option<Cow<'_, Cached>> {
+        match &self.record {
+            EntryRecord::Made(cached) => Some(Cow::Borrowed(&**cached)),
+            EntryRecord::Remade {
+                created,
+                maker,
+                starts,
+            } => {
+                let &(names, cache_key) = makers.get(usize::from(*maker))?;
+                let digests = self.inputs.each_digest(starts)?;
+                (digests.len() == names.len()).then(|| {
+                    Cow::Owned(Cached {
+                        expiration: (self.expires != i64::MAX)
+                            .then(|| DateTime::from_timestamp_nanos(self.expires)),
+                        hashed_inputs: HashedInputs::copied(names, &digests),
+                        parameters: Parameters::default(),
+                        cache_key: Cow::Borrowed(cache_key),
+                        created: DateTime::from_timestamp_nanos(*created),
+                    })
+                })
+            }
+        }
+    }
+
+    /// Its record to hand to a state.
+    fn shared_record(&self, makers: &[Maker]) -> Option<Arc<Cached>> {
+        match &self.record {
+            EntryRecord::Made(cached) => Some(Arc::clone(cached)),
+            EntryRecord::Remade { .. } => self.record(makers).map(|c| Arc::new(c.into_owned())),
+        }
+    }
+
+    /// Whether it was made under these flow parameters.
+    fn made_under(&self, parameters: &Parameters) -> bool {
+        match &self.record {
+            EntryRecord::Made(cached) => cached.parameters == *parameters,
+            EntryRecord::Remade { .. } => parameters.is_empty(),
+        }
+    }
+
+    fn parameters(&self) -> &Parameters {
+        match &self.record {
+            EntryRecord::Made(cached) => &cached.parameters,
+            EntryRecord::Remade { .. } => Parameters::none_ref(),
+        }
+    }
+
     fn is_expired(&self, now: i128) -> bool {
-        now >= self.expires
+        if self.expires != i64::MAX {
+            return now >= i128::from(self.expires);
+        }
+        // Never, or past 2262 (a made record only: a remade one is never made so).
+        match &self.record {
+            EntryRecord::Made(c) => c
+                .expiration
+                .is_some_and(|e| now >= crate::context::instant(e)),
+            EntryRecord::Remade { .. } => false,
+        }
     }
 
     /// Notes a hit, for eviction: written at most once a millisecond, so that threads
@@ -330,6 +483,9 @@ struct Candidates {
     hand: usize,
     len: usize,
     sweep_at: usize,
+    /// The makers of the remade records, by number (a key has one in all but rare
+    /// cases: tasks that share a `cache_key`).
+    makers: Vec<Maker>,
 }
 
 impl Candidates {
@@ -355,6 +511,17 @@ impl Candidates {
 
     fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.slots.iter().flatten()
+    }
+
+    /// The number of `maker`, given one if it has none yet (`None` past 256).
+    fn maker_number(&mut self, maker: Maker) -> Option<u8> {
+        let same = |m: &Maker| m.0 == maker.0 && m.1 == maker.1;
+        if let Some(i) = self.makers.iter().position(same) {
+            return u8::try_from(i).ok();
+        }
+        let i = u8::try_from(self.makers.len()).ok()?;
+        self.makers.push(maker);
+        Some(i)
     }
 
     fn push(&mut self, mut entry: Entry, seed: &foldhash::fast::RandomState) {
@@ -639,25 +806,36 @@ impl KeyCache {
             validator: validator.name(),
             ..MissReason::default()
         };
+        let makers = &candidates.makers;
         let mut check = |entry: &Entry| -> Option<T> {
-            let cached = &entry.cached;
             if entry.is_expired(now) {
                 reason.expired += 1;
                 return None;
             }
-            let valid = match (all_inputs, inputs) {
-                (Some(all), _) if validator.requires_equal_inputs() => entry.inputs == *all,
-                (_, Some(i)) => validator.accepts(cached, i, parameters),
-                // The validator ignores inputs: hand it the candidate's own.
-                _ => validator.accepts(cached, &cached.hashed_inputs, parameters),
+            let equal_inputs = match all_inputs {
+                Some(all) if validator.requires_equal_inputs() => Some(entry.inputs == *all),
+                _ => None,
+            };
+            let valid = match equal_inputs {
+                Some(equal) => equal,
+                // The record is read (or remade) only for a validator that reads it.
+                None => {
+                    let cached = entry.record(makers)?;
+                    let valid = match inputs {
+                        Some(i) => validator.accepts(&cached, i, parameters),
+                        // The validator ignores inputs: hand it the candidate's own.
+                        None => validator.accepts(&cached, &cached.hashed_inputs, parameters),
+                    };
+                    // What differs, for the validators that compare inputs or
+                    // parameters (on a miss only, and from the first few candidates).
+                    if !valid && reason.refused < 8 {
+                        reason.note_changes(&cached, inputs, parameters);
+                    }
+                    valid
+                }
             };
             if !valid {
                 reason.refused += 1;
-                // What differs, for the validators that compare inputs or parameters
-                // (on a miss only, and from the first few candidates).
-                if reason.refused <= 8 {
-                    reason.note_changes(cached, inputs, parameters);
-                }
                 return None;
             }
             match entry.value.downcast_ref::<T>() {
@@ -669,22 +847,23 @@ impl KeyCache {
             }
         };
         let hit = |entry: &Entry, v: T| {
+            let record = entry.shared_record(makers)?;
             entry.touch(now);
-            Lookup::Hit(v, Arc::clone(&entry.cached))
+            Some(Lookup::Hit(v, record))
         };
         if let (Some(all), true) = (all_inputs, validator.requires_equal_inputs()) {
             for entry in candidates.with_fingerprint(self.fingerprint(all)) {
                 if entry.inputs == *all {
-                    if let Some(v) = check(entry) {
-                        return hit(entry, v);
+                    if let Some(found) = check(entry).and_then(|v| hit(entry, v)) {
+                        return found;
                     }
                 }
             }
             return Lookup::Miss(reason);
         }
         for entry in candidates.iter() {
-            if let Some(v) = check(entry) {
-                return hit(entry, v);
+            if let Some(found) = check(entry).and_then(|v| hit(entry, v)) {
+                return found;
             }
         }
         Lookup::Miss(reason)
@@ -814,17 +993,48 @@ impl KeyCache {
     /// Every expired candidate goes from time to time, so that the cost of pruning
     /// stays proportional to the number of inserts.
     pub(crate) fn insert(&self, entry: Entry, now: i128, cap: Option<usize>) {
+        self.insert_made_by(entry, None, now, cap);
+    }
+
+    /// [`insert`](Self::insert) for an entry whose record is remade ([`Entry::remade`]),
+    /// by `maker`.
+    pub(crate) fn insert_remade(&self, entry: Entry, maker: Maker, now: i128, cap: Option<usize>) {
+        self.insert_made_by(entry, Some(maker), now, cap);
+    }
+
+    fn insert_made_by(
+        &self,
+        mut entry: Entry,
+        maker: Option<Maker>,
+        now: i128,
+        cap: Option<usize>,
+    ) {
         let fp = self.fingerprint(&entry.inputs);
         self.usage.entries.fetch_add(1, Ordering::Relaxed);
         self.usage.bytes.fetch_add(entry.bytes, Ordering::Relaxed);
         let mut c = write(&self.candidates);
+        if let Some(maker) = maker {
+            let number = c.maker_number(maker);
+            if let EntryRecord::Remade { maker: n, .. } = &mut entry.record {
+                *n = number.unwrap_or(0);
+            }
+            if number.is_none() {
+                // A key with 256 makers already: this one's record is made now.
+                let Some(made) = entry.record(&[maker]).map(Cow::into_owned) else {
+                    drop(c);
+                    self.released([&entry]);
+                    return;
+                };
+                entry.record = EntryRecord::Made(Arc::new(made));
+            }
+        }
         let doomed: Vec<usize> = c
             .slots_with_fingerprint(fp)
             .filter(|&i| {
                 c.slots[i].as_ref().is_some_and(|e| {
                     e.is_expired(now)
                         || (e.inputs == entry.inputs
-                            && e.cached.parameters == entry.cached.parameters
+                            && e.made_under(entry.parameters())
                             && (*e.value).type_id() == (*entry.value).type_id())
                 })
             })
