@@ -372,3 +372,107 @@ fn a_kept_file_is_served_only_for_the_payload_a_record_pins() {
     assert_eq!(state.into_output(), vec![1; 256]);
     assert_eq!(PINNED_RUNS.load(Ordering::SeqCst), before + 1);
 }
+
+static AT_ONCE_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// A persisted hit in a fresh process reads a small record and a small result each in
+/// one `read`, checked against their own headers instead of a `statx`.
+#[task(
+    cache_for = "1h",
+    cache_validator = all_inputs,
+    checkpoint,
+    result = LocalResult::new(dir("fast_at_once")).with_location("r/{x}.bin")
+)]
+fn at_once(x: u64, len: usize) -> Vec<u8> {
+    AT_ONCE_RUNS.fetch_add(1, Ordering::SeqCst);
+    vec![x as u8; len]
+}
+
+/// A fresh in-memory cache and a fresh `LocalResult`: what a new process reads.
+fn fresh_process() -> Context {
+    Context::current()
+        .with_cache(OutputCache::new())
+        .with_result(LocalResult::new(dir("fast_at_once")))
+}
+
+/// The record file that names `x`'s result.
+fn record_of(x: u64) -> PathBuf {
+    let needle = format!("\"location\":\"r/{x}.bin\"");
+    let records = Path::new(&dir("fast_at_once")).join(".taskcache-records");
+    std::fs::read_dir(records)
+        .unwrap()
+        .flatten()
+        .flat_map(|key| std::fs::read_dir(key.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .find(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .expect("the record of the result")
+}
+
+/// Changes the file at the first path (the second: the same file of another input).
+type Damage = fn(&Path, &Path);
+
+#[test]
+fn a_record_and_result_read_at_once_notice_every_change() {
+    let _serial = serial();
+    let result_of = |x: u64| Path::new(&dir("fast_at_once")).join(format!("r/{x}.bin"));
+    let damages: [(&str, Damage); 5] = [
+        ("a byte appended", |p, _| {
+            OpenOptions::new()
+                .append(true)
+                .open(p)
+                .unwrap()
+                .write_all(&[0])
+                .unwrap();
+        }),
+        ("cut short by a byte", |p, _| {
+            let f = OpenOptions::new().write(true).open(p).unwrap();
+            let len = f.metadata().unwrap().len();
+            f.set_len(len - 1).unwrap();
+        }),
+        ("its last byte changed", |p, _| {
+            let mut bytes = std::fs::read(p).unwrap();
+            *bytes.last_mut().unwrap() ^= 1;
+            std::fs::write(p, bytes).unwrap();
+        }),
+        (
+            "replaced by another input's file of the same size",
+            |p, other| {
+                std::fs::copy(other, p).unwrap();
+            },
+        ),
+        ("emptied", |p, _| std::fs::write(p, b"").unwrap()),
+    ];
+    // Small files (read at once) and a result past the first read (read the long way).
+    for len in [16usize, 5000] {
+        for (n, (how, damage)) in damages.iter().enumerate() {
+            for file in ["record", "result"] {
+                let (x, other) = (100 * len as u64 + 10 * n as u64, 7);
+                for input in [x, other] {
+                    let state = fresh_process().scope(|| at_once::run(input, len));
+                    assert!(state.is_successful(), "{state}");
+                }
+                let hit = fresh_process().scope(|| at_once::run(x, len));
+                assert!(hit.is_cached(), "{len} bytes: a fresh process hits: {hit}");
+                let (path, others) = match file {
+                    "record" => (record_of(x), record_of(other)),
+                    _ => (result_of(x), result_of(other)),
+                };
+                damage(&path, &others);
+                let before = AT_ONCE_RUNS.load(Ordering::SeqCst);
+                let state = fresh_process().scope(|| at_once::run(x, len));
+                assert_eq!(
+                    state.kind(),
+                    StateKind::Success,
+                    "{len} bytes, the {file} {how}: recomputed"
+                );
+                assert_eq!(state.into_output(), vec![x as u8; len]);
+                assert_eq!(AT_ONCE_RUNS.load(Ordering::SeqCst), before + 1);
+                let again = fresh_process().scope(|| at_once::run(x, len));
+                assert!(again.is_cached(), "{len} bytes, the {file} {how}: {again}");
+            }
+        }
+    }
+}

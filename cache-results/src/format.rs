@@ -476,24 +476,43 @@ fn check_blob<'a>(stored: &'a [u8], kind: u64, path: &Path) -> Result<&'a [u8], 
 /// [`ResultError::Corrupt`] for anything but a regular file, [`ResultError::Io`] when
 /// opening fails otherwise.
 pub fn open_regular(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, ResultError> {
+    let Some(file) = open_nonblocking(path)? else {
+        return Ok(None);
+    };
+    let meta = regular(&file, path)?;
+    Ok(Some((file, meta)))
+}
+
+/// Opens `path` for reading without blocking, whatever it is (see [`open_regular`]):
+/// for a read that makes sure of what it read some other way ([`read_whole_at_once`]).
+/// `Ok(None)` when there is nothing at `path`.
+pub(crate) fn open_nonblocking(path: &Path) -> Result<Option<File>, ResultError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
     // It changes nothing for regular files.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = match options.open(path) {
-        Ok(f) => f,
+    match options.open(path) {
+        Ok(f) => Ok(Some(f)),
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
             ) =>
         {
-            return Ok(None)
+            Ok(None)
         }
-        Err(e) => return Err(io_error(path)(e)),
-    };
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+/// The metadata of an opened `file`, when it is a regular file.
+///
+/// # Errors
+/// [`ResultError::Corrupt`] for anything else, [`ResultError::Io`] when it cannot be
+/// asked.
+pub(crate) fn regular(file: &File, path: &Path) -> Result<std::fs::Metadata, ResultError> {
     let meta = file.metadata().map_err(io_error(path))?;
     if !meta.is_file() {
         return Err(corrupt(
@@ -502,7 +521,48 @@ pub fn open_regular(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, Re
              remove it",
         ));
     }
-    Ok(Some((file, meta)))
+    Ok(meta)
+}
+
+/// What the first read of a stored file asks for: a cache record and the result of a
+/// small value fit.
+const FIRST_READ: usize = 2048;
+
+/// A small stored file read whole in one `read`, without asking first what it is or how
+/// long: `Some` when the bytes read are exactly as many as their own header declares
+/// (header and payload), which for a regular file means all of it, since a read stops
+/// short of what it asked for only at the file's end. (Their checksum is checked by the
+/// caller, as for every read.) `None` for anything else (a longer file, a FIFO, a
+/// device, bytes that are not a stored file): the caller reads it the long way, from
+/// its start, after [`regular`]. A fresh process's persisted hit reads two such
+/// files: this spares each a `statx` and the read that finds the end.
+///
+/// # Errors
+/// [`ResultError::Io`] when the read fails.
+pub(crate) fn read_whole_at_once(
+    file: &mut File,
+    path: &Path,
+) -> Result<Option<Vec<u8>>, ResultError> {
+    let mut first = [0u8; FIRST_READ];
+    let n = loop {
+        match file.read(&mut first) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // (A FIFO without data; the long way says what it is.)
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(io_error(path)(e)),
+        }
+    };
+    let read = &first[..n];
+    let declared = read
+        .first_chunk::<HEADER_LEN>()
+        .filter(|h| h[..8] == taskcache_core::header::MAGIC)
+        .map(|h| {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&h[20..28]);
+            u64::from_le_bytes(len).saturating_add(HEADER_LEN as u64)
+        });
+    Ok((n < FIRST_READ && declared == Some(n as u64)).then(|| read.to_vec()))
 }
 
 /// Creates a temporary file beside `path`, lets `fill` write it, syncs it, renames it

@@ -45,9 +45,12 @@ use taskcache_core::result::{
 /// `.taskcache-records/` (persisted cache records, in the same checked format as
 /// results); locations inside those two are refused.
 ///
-/// Only regular files are read: a FIFO, device or directory in place of a result, a
-/// record or a lock file is a miss (or runs the task without the lock), never waited
-/// on. Symbolic links inside the directory are followed, also out of it: the directory
+/// Only regular files are trusted, and none is waited on: a FIFO, device or directory
+/// in place of a result, a record or a lock file is a miss (or runs the task without
+/// the lock). (A record, and a small result a record names, are read in one `read`
+/// first: the bytes count when they are exactly what their checksummed header
+/// declares; anything else is read the long way, which refuses what is not a regular
+/// file.) Symbolic links inside the directory are followed, also out of it: the directory
 /// is trusted to be the user's own. (Listing the results, as the `taskcache` command
 /// does, follows a link to a file but does not enter a linked directory.)
 ///
@@ -534,32 +537,8 @@ impl<S: Serializer> LocalResult<S> {
         slot: &mut dyn Slot,
     ) -> Result<(), ResultError> {
         let bytes = format::read_whole(file, meta.len(), &path)?;
-        let head = bytes
-            .first_chunk::<HEADER_LEN>()
-            .ok_or_else(|| ResultError::Corrupt {
-                path: path.clone(),
-                reason: format!(
-                    "{} bytes, shorter than the {HEADER_LEN}-byte header",
-                    bytes.len()
-                ),
-            })?;
-        let ty = slot.ty();
-        let header = format::check_header(
-            head,
-            bytes.len() as u64,
-            &self.serializer,
-            &path,
-            pinned,
-            ty,
-        )?;
-        format::decode_payload(
-            &bytes[HEADER_LEN..],
-            &header,
-            &self.serializer,
-            &path,
-            true,
-            slot,
-        )?;
+        let ty = slot.ty().id;
+        let header = self.decode_small(&path, &bytes, pinned, slot)?;
         let stamp = Stamp::of(meta);
         // A read for a cache record (pinned) puts its value in the in-memory output
         // cache, which serves the next calls: keeping the file too would only cost time
@@ -572,7 +551,7 @@ impl<S: Serializer> LocalResult<S> {
                 path,
                 bytes: bytes.into_boxed_slice(),
                 header,
-                ty: ty.id,
+                ty,
             };
             self.verified
                 .write()
@@ -580,6 +559,43 @@ impl<S: Serializer> LocalResult<S> {
                 .insert(location.as_str(), Trust::Kept(Arc::new(kept)), size);
         }
         Ok(())
+    }
+
+    /// Decodes a small stored file's `bytes`, read whole, into `slot`: its header, its
+    /// checksum and its payload checked. Its header back.
+    fn decode_small(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        pinned: Option<&PayloadDigest>,
+        slot: &mut dyn Slot,
+    ) -> Result<Header, ResultError> {
+        let head = bytes
+            .first_chunk::<HEADER_LEN>()
+            .ok_or_else(|| ResultError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                    bytes.len()
+                ),
+            })?;
+        let header = format::check_header(
+            head,
+            bytes.len() as u64,
+            &self.serializer,
+            path,
+            pinned,
+            slot.ty(),
+        )?;
+        format::decode_payload(
+            &bytes[HEADER_LEN..],
+            &header,
+            &self.serializer,
+            path,
+            true,
+            slot,
+        )?;
+        Ok(header)
     }
 
     /// The file of a listed record, refusing names that leave the records' directory.
@@ -1075,9 +1091,15 @@ fn remove_if_stale(path: &Path, older_than: Duration) -> bool {
 
 /// Reads and verifies the record file at `path`; `None` when there is none.
 fn read_record_file(path: PathBuf) -> Result<Option<Vec<u8>>, ResultError> {
-    let Some((mut file, meta)) = format::open_regular(&path)? else {
+    let Some(mut file) = format::open_nonblocking(&path)? else {
         return Ok(None);
     };
+    if let Some(stored) = format::read_whole_at_once(&mut file, &path)? {
+        return format::decode_blob_owned(stored, RECORD_KIND, &path).map(Some);
+    }
+    // Not a small record read whole: what it is and how long, from its start.
+    let meta = format::regular(&file, &path)?;
+    std::io::Seek::rewind(&mut file).map_err(io(&path))?;
     let len = meta.len();
     if len > MAX_RECORD {
         return Err(ResultError::Corrupt {
@@ -1085,7 +1107,7 @@ fn read_record_file(path: PathBuf) -> Result<Option<Vec<u8>>, ResultError> {
             reason: format!("{len} bytes, larger than any cache record ({MAX_RECORD})"),
         });
     }
-    // Exactly the length `fstat` gave, in one read: a record is replaced, never grown.
+    // Exactly the length `statx` gave: a record is replaced, never grown.
     let stored = format::read_whole(&mut file, len, &path)?;
     format::decode_blob_owned(stored, RECORD_KIND, &path).map(Some)
 }
@@ -1141,11 +1163,23 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         let path = self.path(location)?;
         // Before the file is opened: a change after this is a change after the read.
         let now = SystemTime::now();
-        let Some((file, meta)) = format::open_regular(&path)? else {
+        let Some(mut file) = format::open_nonblocking(&path)? else {
             return Err(ResultError::NotFound {
                 location: location.clone(),
             });
         };
+        // A cache record's result (pinned) is not kept here (see `read_small`): a small
+        // one is read whole at once, without a `statx`.
+        if pinned.is_some() {
+            if let Some(bytes) = format::read_whole_at_once(&mut file, &path)? {
+                self.decode_small(&path, &bytes, pinned, slot)?;
+                return Ok(());
+            }
+        }
+        let meta = format::regular(&file, &path)?;
+        if pinned.is_some() {
+            std::io::Seek::rewind(&mut file).map_err(io(&path))?;
+        }
         if KEEPS_SMALL && meta.len() <= KEEP_MAX {
             return self.read_small(location, path, file, &meta, now, pinned, slot);
         }
