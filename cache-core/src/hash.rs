@@ -137,6 +137,19 @@ impl InputKey {
         Some(digests)
     }
 
+    /// Whether [`each_digest`](Self::each_digest) can remake `inputs` digests from this
+    /// key and `starts` (without making them): an exact key, and starts within it, in
+    /// order.
+    pub(crate) fn fits(&self, starts: &Starts, inputs: usize) -> bool {
+        let InputKey::Exact { len, .. } = self else {
+            return false;
+        };
+        let at = &starts.at[..usize::from(starts.count).min(MAX_SEGMENTS)];
+        usize::from(starts.count) == inputs
+            && at.iter().all(|&a| a >= 1 && a <= *len)
+            && at.windows(2).all(|w| w[0] < w[1])
+    }
+
     /// The bytes that identify the inputs: the encoding, or its digest.
     #[inline]
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -1482,6 +1495,8 @@ mod segment_tests {
             match segmented.segments() {
                 Some((seg_key, starts)) => {
                     prop_assert_eq!(seg_key, key);
+                    prop_assert!(key.fits(&starts, args.len()));
+                    prop_assert!(!key.fits(&starts, args.len() + 1));
                     prop_assert_eq!(
                         key.each_digest(&starts).map(|d| d.into_vec()),
                         Some(each.into_each())

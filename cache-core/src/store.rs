@@ -331,11 +331,10 @@ impl Entry {
             None => Some(i64::MAX),
             Some(e) => fits(crate::context::instant(e)),
         };
-        let digests = made.inputs.each_digest(&made.starts);
         let (Some(expires), Some(created), true) = (
             expires,
             fits(crate::context::instant(made.created)),
-            digests.is_some_and(|d| d.len() == made.maker.0.len()),
+            made.inputs.fits(&made.starts, made.maker.0.len()),
         ) else {
             return Err(value);
         };
