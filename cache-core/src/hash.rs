@@ -209,8 +209,9 @@ pub(crate) struct Starts {
     count: u8,
 }
 
-/// The most arguments [`Starts`] notes.
-const MAX_SEGMENTS: usize = 8;
+/// The most arguments [`Starts`] notes (six: it fits with an entry's other fields in
+/// eight bytes).
+const MAX_SEGMENTS: usize = 6;
 
 impl Starts {
     /// How many arguments it notes.
@@ -341,7 +342,7 @@ impl InputHasher {
     }
 
     /// The key of all arguments, and where each starts in it, when the key is their
-    /// encoding itself (made with [`segmented`](Self::segmented), of at most eight
+    /// encoding itself (made with [`segmented`](Self::segmented), of at most six
     /// arguments); else `None`.
     pub(crate) fn segments(&mut self) -> Option<(InputKey, Starts)> {
         let Mode::Segmented(sink, starts) = &mut self.mode else {
@@ -1502,7 +1503,7 @@ mod segment_tests {
                         Some(each.into_each())
                     );
                 }
-                // Only a key too long to keep, or more than eight arguments, has none.
+                // Only a key too long to keep, or more than six arguments, has none.
                 None => prop_assert!(
                     matches!(key, InputKey::Digest(_)) || args.len() > MAX_SEGMENTS
                 ),
