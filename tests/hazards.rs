@@ -286,6 +286,14 @@ fn durations_past_the_end_of_the_calendar_do_not_panic() {
             );
             assert!(far::run(1).is_cached());
             assert_eq!(FAR_RUNS.load(Ordering::SeqCst), 1);
+            // Called, not run: a lean miss, whose record cannot be remade from nanoseconds
+            // this far out; it is made at once, and served.
+            assert_eq!(far(2), 2);
+            let state = far::run(2);
+            assert!(state.is_cached(), "{state}");
+            assert_eq!(state.cached().unwrap().created, end);
+            assert_eq!(far(2), 2);
+            assert_eq!(FAR_RUNS.load(Ordering::SeqCst), 2);
             let manual = ManualClock::new(end);
             manual.advance(Duration::from_secs(10 * 24 * 3600));
             assert_eq!(
@@ -386,4 +394,34 @@ fn records_are_private_and_spent_ones_are_removed() {
         "the spent record is gone, the new one stays: {now:?}"
     );
     assert_ne!(now[0], first[0]);
+}
+
+static FAR_LEAN_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[task(cache_for = "100000years", cache_validator = all_inputs)]
+fn far_lean(x: u64) -> u64 {
+    FAR_LEAN_RUNS.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn an_expiration_past_2262_is_kept_exactly_by_a_lean_miss() {
+    Context::current().with_cache(OutputCache::new()).scope(|| {
+        // Called, not run: a lean miss, whose record is remade from nanoseconds when
+        // asked for, which cannot hold this expiration: it is made at once instead.
+        assert_eq!(far_lean(3), 3);
+        let state = far_lean::run(3);
+        assert!(state.is_cached(), "{state}");
+        let cached = state.cached().unwrap();
+        let expiration = cached
+            .expiration
+            .expect("100 000 years is a date chrono has");
+        let lasts = Duration::from_secs(100_000 * 31_557_600);
+        assert_eq!(
+            expiration,
+            cached.created + chrono::TimeDelta::from_std(lasts).unwrap()
+        );
+        assert_eq!(far_lean(3), 3);
+        assert_eq!(FAR_LEAN_RUNS.load(Ordering::SeqCst), 1);
+    });
 }
