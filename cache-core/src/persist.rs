@@ -1378,7 +1378,7 @@ mod record_tests {
     }
 
     proptest! {
-        /// The scan 16 bytes at a time stops where a scan byte by byte does.
+        /// The search for a string's end stops where a scan byte by byte does.
         #[test]
         fn a_string_ends_at_its_first_quote_escape_or_control(
             bytes in prop::collection::vec(prop_oneof![30 => b'a'..=b'z', 1 => any::<u8>()], 0..100),

@@ -838,7 +838,9 @@ where
         // The output's record: remade from the key when a state or a validator asks for
         // it (short inputs, outside flow parameters), else made now, with the digest of
         // each input (hashed before the body takes the inputs).
-        let starts = if parameters.is_empty() {
+        // (Only a key that is the inputs' encoding itself can be split into them: a
+        // long or byte-run argument is never hashed twice for nothing.)
+        let starts = if parameters.is_empty() && matches!(inputs, InputKey::Exact { .. }) {
             self.segments(&inputs)
         } else {
             None

@@ -319,23 +319,31 @@ impl Entry {
     }
 
     /// An output whose record is remade on demand (see [`EntryRecord::Remade`]), to be
-    /// stored by [`KeyCache::insert`] with `made`'s maker. The value back when the record
+    /// stored by [`KeyCache::insert_remade`] with `made`'s maker (which numbers it). The value back when the record
     /// cannot be remade (a key that is a digest, a count of input names that is not the
-    /// key's, a time past 2262): the caller makes the record instead.
+    /// key's, a time past 2262 or inside a leap second): the caller makes the record
+    /// instead.
     pub(crate) fn remade(
         made: &Remade,
         value: Box<dyn Any + Send + Sync>,
         value_size: usize,
         now: i128,
     ) -> Result<Self, Box<dyn Any + Send + Sync>> {
-        let fits = |t: i128| i64::try_from(t).ok().filter(|&t| t != i64::MAX);
+        use chrono::Timelike;
+        // Nanoseconds since the epoch, for a time they give back as it is (not past
+        // 2262, not inside a leap second).
+        let fits = |t: DateTime<Utc>| {
+            i64::try_from(crate::context::instant(t))
+                .ok()
+                .filter(|&n| n != i64::MAX && t.nanosecond() < 1_000_000_000)
+        };
         let expires = match made.expiration {
             None => Some(i64::MAX),
-            Some(e) => fits(crate::context::instant(e)),
+            Some(e) => fits(e),
         };
         let (Some(expires), Some(created), true) = (
             expires,
-            fits(crate::context::instant(made.created)).and_then(std::num::NonZeroI64::new),
+            fits(made.created).and_then(std::num::NonZeroI64::new),
             made.inputs.fits(&made.starts, made.maker.0.len()),
         ) else {
             return Err(value);
@@ -377,8 +385,9 @@ impl Entry {
         }
     }
 
-    /// Its record, remade if need be (`None` only for a remade record whose maker is
-    /// unknown, which an insert rules out).
+    /// Its record, remade if need be (`None` for a remade record whose maker is unknown
+    /// or whose key does not split into the maker's inputs, which `Entry::remade` and
+    /// `KeyCache::insert_remade` rule out).
     fn record(&self, makers: &[Maker]) -> Option<Cow<'_, Cached>> {
         match &self.record {
             EntryRecord::Made(cached) => Some(Cow::Borrowed(&**cached)),
@@ -994,6 +1003,10 @@ impl KeyCache {
     /// Every expired candidate goes from time to time, so that the cost of pruning
     /// stays proportional to the number of inserts.
     pub(crate) fn insert(&self, entry: Entry, now: i128, cap: Option<usize>) {
+        debug_assert!(
+            matches!(entry.record, EntryRecord::Made(_)),
+            "a remade record needs its maker: insert_remade"
+        );
         self.insert_made_by(entry, None, now, cap);
     }
 
@@ -1020,12 +1033,16 @@ impl KeyCache {
                 *n = number.unwrap_or(0);
             }
             if number.is_none() {
-                // A key with 256 makers already: this one's record is made now.
+                // A key with 256 makers already: this one's record is made now (and
+                // counted as a made record is).
                 let Some(made) = entry.record(&[maker]).map(Cow::into_owned) else {
                     drop(c);
                     self.released([&entry]);
                     return;
                 };
+                let extra = std::mem::size_of::<Cached>() + 64 * maker.0.len();
+                entry.bytes += extra;
+                self.usage.bytes.fetch_add(extra, Ordering::Relaxed);
                 entry.record = EntryRecord::Made(Arc::new(made));
             }
         }

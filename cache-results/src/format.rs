@@ -532,25 +532,20 @@ const FIRST_READ: usize = 2048;
 /// long: `Some` when the bytes read are exactly as many as their own header declares
 /// (header and payload), which for a regular file means all of it, since a read stops
 /// short of what it asked for only at the file's end. (Their checksum is checked by the
-/// caller, as for every read.) `None` for anything else (a longer file, a FIFO, a
-/// device, bytes that are not a stored file): the caller reads it the long way, from
-/// its start, after [`regular`]. A fresh process's persisted hit reads two such
-/// files: this spares each a `statx` and the read that finds the end.
-///
-/// # Errors
-/// [`ResultError::Io`] when the read fails.
-pub(crate) fn read_whole_at_once(
-    file: &mut File,
-    path: &Path,
-) -> Result<Option<Vec<u8>>, ResultError> {
+/// caller, as for every read: bytes that pass it are what was written, wherever they
+/// were read from.) `None` for anything else (a longer file, a FIFO, a device, a
+/// directory, bytes that are not a stored file, a read that fails): the caller reads
+/// it the long way, from its start, after [`regular`]. A fresh process's persisted hit
+/// reads two such files: this spares each a `statx` and the read that finds the end.
+pub(crate) fn read_whole_at_once(file: &mut File) -> Option<Vec<u8>> {
     let mut first = [0u8; FIRST_READ];
     let n = loop {
         match file.read(&mut first) {
             Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // (A FIFO without data; the long way says what it is.)
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(io_error(path)(e)),
+            // (A FIFO without data, a directory: the long way says what it is, and a
+            // read that fails there too says why.)
+            Err(_) => return None,
         }
     };
     let read = &first[..n];
@@ -562,7 +557,7 @@ pub(crate) fn read_whole_at_once(
             len.copy_from_slice(&h[20..28]);
             u64::from_le_bytes(len).saturating_add(HEADER_LEN as u64)
         });
-    Ok((n < FIRST_READ && declared == Some(n as u64)).then(|| read.to_vec()))
+    (n < FIRST_READ && declared == Some(n as u64)).then(|| read.to_vec())
 }
 
 /// Creates a temporary file beside `path`, lets `fill` write it, syncs it, renames it

@@ -45,12 +45,11 @@ use taskcache_core::result::{
 /// `.taskcache-records/` (persisted cache records, in the same checked format as
 /// results); locations inside those two are refused.
 ///
-/// Only regular files are trusted, and none is waited on: a FIFO, device or directory
-/// in place of a result, a record or a lock file is a miss (or runs the task without
-/// the lock). (A record, and a small result a record names, are read in one `read`
-/// first: the bytes count when they are exactly what their checksummed header
-/// declares; anything else is read the long way, which refuses what is not a regular
-/// file.) Symbolic links inside the directory are followed, also out of it: the directory
+/// No file is waited on: a FIFO, device or directory in place of a result, a record or
+/// a lock file is a miss (or runs the task without the lock). A record, and a small
+/// result a record names, are read in one `read` first: the bytes are used when they
+/// are exactly what their header declares and pass its checksum; anything else is read
+/// the long way, which refuses what is not a regular file. Symbolic links inside the directory are followed, also out of it: the directory
 /// is trusted to be the user's own. (Listing the results, as the `taskcache` command
 /// does, follows a link to a file but does not enter a linked directory.)
 ///
@@ -1094,7 +1093,7 @@ fn read_record_file(path: PathBuf) -> Result<Option<Vec<u8>>, ResultError> {
     let Some(mut file) = format::open_nonblocking(&path)? else {
         return Ok(None);
     };
-    if let Some(stored) = format::read_whole_at_once(&mut file, &path)? {
+    if let Some(stored) = format::read_whole_at_once(&mut file) {
         return format::decode_blob_owned(stored, RECORD_KIND, &path).map(Some);
     }
     // Not a small record read whole: what it is and how long, from its start.
@@ -1171,7 +1170,7 @@ impl<S: Serializer> ResultBackend for LocalResult<S> {
         // A cache record's result (pinned) is not kept here (see `read_small`): a small
         // one is read whole at once, without a `statx`.
         if pinned.is_some() {
-            if let Some(bytes) = format::read_whole_at_once(&mut file, &path)? {
+            if let Some(bytes) = format::read_whole_at_once(&mut file) {
                 self.decode_small(&path, &bytes, pinned, slot)?;
                 return Ok(());
             }
