@@ -211,7 +211,7 @@ pub(crate) struct Starts {
 
 /// The most arguments [`Starts`] notes (six: it fits with an entry's other fields in
 /// eight bytes).
-const MAX_SEGMENTS: usize = 6;
+pub(crate) const MAX_SEGMENTS: usize = 6;
 
 impl Starts {
     /// How many arguments it notes.

@@ -836,11 +836,13 @@ where
             break (key, reason, flight, cache, parameters);
         };
         // The output's record: remade from the key when a state or a validator asks for
-        // it (short inputs, outside flow parameters), else made now, with the digest of
-        // each input (hashed before the body takes the inputs).
-        // (Only a key that is the inputs' encoding itself can be split into them: a
-        // long or byte-run argument is never hashed twice for nothing.)
-        let starts = if parameters.is_empty() && matches!(inputs, InputKey::Exact { .. }) {
+        // it, else made now, with the digest of each input (hashed before the body takes
+        // the inputs). Only a key that is the inputs' encoding itself, of few enough
+        // inputs, outside flow parameters, is split into them: no input is hashed twice
+        // for nothing.
+        let splits = matches!(inputs, InputKey::Exact { .. })
+            && spec.inputs().len() <= crate::hash::MAX_SEGMENTS;
+        let starts = if splits && parameters.is_empty() {
             self.segments(&inputs)
         } else {
             None
