@@ -49,9 +49,10 @@ use taskcache_core::result::{
 /// a lock file is a miss (or runs the task without the lock). A record, and a small
 /// result a record names, are read in one `read` first: the bytes are used when they
 /// are exactly what their header declares and pass its checksum; anything else is read
-/// the long way, which refuses what is not a regular file. Symbolic links inside the directory are followed, also out of it: the directory
-/// is trusted to be the user's own. (Listing the results, as the `taskcache` command
-/// does, follows a link to a file but does not enter a linked directory.)
+/// the long way, which refuses what is not a regular file. Symbolic links inside the
+/// directory are followed, also out of it: the directory is trusted to be the user's
+/// own. (Listing the results, as the `taskcache` command does, follows a link to a file
+/// but does not enter a linked directory.)
 ///
 /// **Disk budget.** [`with_max_bytes`](LocalResult::with_max_bytes) and
 /// [`with_max_age`](LocalResult::with_max_age) keep the directory within a size and an
