@@ -319,10 +319,10 @@ impl Entry {
     }
 
     /// An output whose record is remade on demand (see [`EntryRecord::Remade`]), to be
-    /// stored by [`KeyCache::insert_remade`] with `made`'s maker (which numbers it). The value back when the record
-    /// cannot be remade (a key that is a digest, a count of input names that is not the
-    /// key's, a time past 2262 or inside a leap second): the caller makes the record
-    /// instead.
+    /// stored by [`KeyCache::insert_remade`] with `made`'s maker (which numbers it).
+    /// The value back when the record cannot be remade (a key that is a digest, a count
+    /// of input names that is not the key's, a time past 2262 or inside a leap second):
+    /// the caller makes the record instead.
     pub(crate) fn remade(
         made: &Remade,
         value: Box<dyn Any + Send + Sync>,
